@@ -1,0 +1,55 @@
+//! Step 2: the desired children of a Mall, as pure functions of its validated spec.
+//!
+//! Contract: no client, no clock, no environment. Given the same Mall, the same objects in the
+//! same order, each with deterministic name, `app.kubernetes.io/*` labels and a controller owner
+//! reference to the Mall (absent only when the Mall has no uid, as in `mallctl render`).
+//! One module per tier; [`children`] lists them all for apply and for `mallctl render`.
+
+pub mod names;
+pub mod security;
+pub mod storefront;
+
+pub use names::Scope;
+
+use mall_crds::Mall;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Why a child could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A built object did not serialize (a bug, reported rather than panicking).
+    #[error("serializing {kind} {name}")]
+    Serialize {
+        /// Kind of the object.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Serializes a typed object, adding `apiVersion` and `kind` for k8s-openapi types.
+pub fn to_value<T: Serialize + k8s_openapi::Resource>(object: &T, name: &str) -> Result<Value, BuildError> {
+    let mut value = serde_json::to_value(object).map_err(|source| BuildError::Serialize {
+        kind: T::KIND,
+        name: name.to_string(),
+        source,
+    })?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), Value::String(T::API_VERSION.into()));
+        map.insert("kind".into(), Value::String(T::KIND.into()));
+    }
+    Ok(value)
+}
+
+/// Every child of the Mall, region by region, tier by tier.
+pub fn children(mall: &Mall) -> Result<Vec<Value>, BuildError> {
+    let mut out = Vec::new();
+    for scope in Scope::all(mall) {
+        out.extend(storefront::build(&scope)?);
+    }
+    Ok(out)
+}

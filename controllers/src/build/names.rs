@@ -1,0 +1,134 @@
+//! Names, labels and owner references shared by every builder.
+//!
+//! Contract: pure and deterministic. Children are named `<mall>[-<region>]-<component>[-<n>]`
+//! (the region suffix only when `spec.regions` is set), labelled with the
+//! `app.kubernetes.io/*` set below, and owned by the Mall (controller reference). Validation keeps
+//! Mall names to 30 characters and region names to 12, so every name here is a DNS label.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+use mall_crds::Mall;
+use std::collections::BTreeMap;
+
+/// Field manager of every write the reconciler makes.
+pub const FIELD_MANAGER: &str = "mall-operator";
+/// `app.kubernetes.io/managed-by` value, and the ownership label selector used for pruning.
+pub const MANAGED_BY: &str = "mall-operator";
+/// `app.kubernetes.io/part-of` value.
+pub const PART_OF: &str = "mall";
+/// Label naming the owning Mall (pruning selects on it with `managed-by`).
+pub const MALL_LABEL: &str = "mallctl.io/mall";
+/// Label naming the region a child belongs to.
+pub const REGION_LABEL: &str = "mallctl.io/region";
+/// Label naming the database shard of a child.
+pub const SHARD_LABEL: &str = "mallctl.io/shard";
+
+/// Where a set of children goes: one region of the Mall.
+#[derive(Clone, Debug)]
+pub struct Scope<'a> {
+    /// The Mall.
+    pub mall: &'a Mall,
+    /// Region name when the Mall lists regions.
+    pub region: Option<&'a str>,
+}
+
+impl<'a> Scope<'a> {
+    /// Every region of the Mall (one unnamed scope when `spec.regions` is empty).
+    pub fn all(mall: &'a Mall) -> Vec<Scope<'a>> {
+        if mall.spec.regions.is_empty() {
+            vec![Scope { mall, region: None }]
+        } else {
+            mall.spec.regions.iter().map(|r| Scope { mall, region: Some(r.name.as_str()) }).collect()
+        }
+    }
+
+    /// The Mall's name.
+    pub fn mall_name(&self) -> &str {
+        self.mall.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// The namespace children go to (the Mall's).
+    pub fn namespace(&self) -> Option<String> {
+        self.mall.metadata.namespace.clone()
+    }
+
+    /// `<mall>[-<region>]`: the prefix of every child name in this scope.
+    pub fn prefix(&self) -> String {
+        match self.region {
+            Some(region) => format!("{}-{}", self.mall_name(), region),
+            None => self.mall_name().to_string(),
+        }
+    }
+
+    /// `<prefix>-<component>`.
+    pub fn name(&self, component: &str) -> String {
+        format!("{}-{}", self.prefix(), component)
+    }
+
+    /// Labels of a child of `component` (`storefront`, `cache`, `edge`, `database`, ...).
+    pub fn labels(&self, component: &str) -> BTreeMap<String, String> {
+        let mut labels = self.selector(component);
+        labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+        labels.insert("app.kubernetes.io/part-of".into(), PART_OF.into());
+        labels.insert(MALL_LABEL.into(), self.mall_name().into());
+        if let Some(region) = self.region {
+            labels.insert(REGION_LABEL.into(), region.into());
+        }
+        labels
+    }
+
+    /// The stable subset of [`Self::labels`] used in selectors (never changes for a child).
+    pub fn selector(&self, component: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("app.kubernetes.io/name".to_string(), component.to_string()),
+            ("app.kubernetes.io/instance".to_string(), self.prefix()),
+            ("app.kubernetes.io/component".to_string(), component.to_string()),
+        ])
+    }
+
+    /// Metadata of a child: name, namespace, labels, controller owner reference to the Mall.
+    pub fn meta(&self, name: impl Into<String>, component: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: self.namespace(),
+            labels: Some(self.labels(component)),
+            owner_references: owner_reference(self.mall).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+/// The controller owner reference to `mall` (None before the Mall has a uid, e.g. in `render`).
+pub fn owner_reference(mall: &Mall) -> Option<OwnerReference> {
+    mall.controller_owner_ref(&())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::mall_from;
+    use serde_json::json;
+
+    #[test]
+    fn single_region_names_have_no_suffix() {
+        let mall = mall_from(json!({}));
+        let scopes = Scope::all(&mall);
+        assert_eq!(scopes.len(), 1);
+        assert_eq!(scopes[0].name("storefront"), "shop-storefront");
+        let meta = scopes[0].meta("shop-storefront", "storefront");
+        assert_eq!(meta.namespace.as_deref(), Some("ns"));
+        let owner = &meta.owner_references.unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.controller), ("Mall", Some(true)));
+        assert_eq!(meta.labels.unwrap()[MALL_LABEL], "shop");
+    }
+
+    #[test]
+    fn regions_suffix_names_and_label_children() {
+        let mall = mall_from(json!({"regions": [
+            {"name": "east", "role": "primary"}, {"name": "west", "role": "standby"}]}));
+        let names: Vec<_> = Scope::all(&mall).iter().map(|s| s.name("cache")).collect();
+        assert_eq!(names, ["shop-east-cache", "shop-west-cache"]);
+        assert_eq!(Scope::all(&mall)[1].labels("cache")[REGION_LABEL], "west");
+        assert_eq!(Scope::all(&mall)[1].selector("cache")["app.kubernetes.io/instance"], "shop-west");
+    }
+}

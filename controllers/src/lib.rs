@@ -1,0 +1,12 @@
+//! Controllers of the Mall operator. Each controller is a pipeline, one module per step:
+//! **validate** (pure) → **build** the desired children (pure functions of the spec) →
+//! **apply** (server-side apply, the only step with side effects) → **status**.
+//!
+//! Contract: everything here except the apply and status writers is pure — no client, no clock,
+//! no environment; time, randomness and metrics enter through small traits.
+
+pub mod build;
+pub mod validate;
+
+#[cfg(test)]
+pub(crate) mod testing;

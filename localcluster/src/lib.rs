@@ -1,0 +1,1 @@
+//! A real local Kubernetes control plane on loopback (in progress).

@@ -1,0 +1,163 @@
+//! The Helm chart, rendered and linted with the pinned real `helm`: every object parses as its
+//! k8s-openapi type without losing a field, RBAC is least-privilege, the operator pod meets Pod
+//! Security `restricted`, and the chart's CRD is the one `mallctl crd` prints.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use mall_e2e::{repo_root, tools_bin};
+use serde_json::Value;
+use std::process::Command;
+
+fn helm(args: &[&str]) -> String {
+    let out = Command::new(tools_bin().join("helm"))
+        .args(args)
+        .current_dir(repo_root().join("charts"))
+        .output()
+        .expect("helm runs");
+    assert!(
+        out.status.success(),
+        "helm {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn render(extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["template", "mall", "mall-operator", "--namespace", "mall-system", "--kube-version", "1.36.3"];
+    args.extend_from_slice(extra);
+    let text = helm(&args);
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("rendered chart is YAML");
+    docs.into_iter().filter(|d| !d.is_null()).collect()
+}
+
+/// Parses `doc` as `T` and checks nothing was dropped on the way (an unknown or misspelled field
+/// would vanish in the round trip).
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value) -> T {
+    let parsed: T = serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{e}: {doc:#}"));
+    let mut back = serde_json::to_value(&parsed).unwrap();
+    if let (Some(b), Some(d)) = (back.as_object_mut(), doc.as_object()) {
+        for k in ["apiVersion", "kind"] {
+            if let Some(v) = d.get(k) {
+                b.insert(k.into(), v.clone());
+            }
+        }
+    }
+    assert_eq!(&back, doc, "round trip through the typed object changed it");
+    parsed
+}
+
+fn check_rules(rules: &[PolicyRule], cluster_wide: bool) {
+    for rule in rules {
+        for list in [&rule.verbs, rule.resources.as_ref().unwrap(), rule.api_groups.as_ref().unwrap()] {
+            assert!(!list.iter().any(|v| v == "*"), "wildcard in {rule:?}");
+        }
+        if cluster_wide {
+            assert!(
+                !rule.resources.as_ref().unwrap().iter().any(|r| r == "secrets"),
+                "cluster-wide Secret access: {rule:?}"
+            );
+        }
+    }
+}
+
+fn check_objects(docs: &[Value]) -> Vec<String> {
+    let mut kinds = Vec::new();
+    for doc in docs {
+        let kind = doc["kind"].as_str().unwrap().to_string();
+        match kind.as_str() {
+            "Deployment" => {
+                let d: Deployment = typed(doc);
+                let pod = d.spec.unwrap().template.spec.unwrap();
+                let psc = pod.security_context.unwrap();
+                assert_eq!(psc.run_as_non_root, Some(true));
+                assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+                for c in pod.containers {
+                    let sc = c.security_context.unwrap();
+                    assert_eq!(sc.allow_privilege_escalation, Some(false));
+                    assert_eq!(sc.capabilities.unwrap().drop.unwrap(), ["ALL"]);
+                    assert_eq!(sc.read_only_root_filesystem, Some(true));
+                    assert!(c.liveness_probe.is_some() && c.readiness_probe.is_some());
+                }
+                assert!(pod.host_network.is_none() && pod.volumes.is_none());
+            }
+            "Service" => drop(typed::<Service>(doc)),
+            "ServiceAccount" => drop(typed::<ServiceAccount>(doc)),
+            "ClusterRole" => check_rules(&typed::<ClusterRole>(doc).rules.unwrap(), true),
+            "Role" => check_rules(&typed::<Role>(doc).rules.unwrap(), false),
+            "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(doc)),
+            "RoleBinding" => drop(typed::<RoleBinding>(doc)),
+            "ServiceMonitor" => assert_eq!(doc["apiVersion"], "monitoring.coreos.com/v1"),
+            other => panic!("unexpected kind {other} in the chart"),
+        }
+        kinds.push(kind);
+    }
+    kinds.sort();
+    kinds
+}
+
+#[test]
+fn lints_strict_and_renders_with_defaults() {
+    helm(&["lint", "--strict", "mall-operator"]);
+    let kinds = check_objects(&render(&[]));
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Role",
+            "Role",
+            "RoleBinding",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+}
+
+#[test]
+fn renders_namespaced_with_service_monitor() {
+    let docs = render(&[
+        "--set",
+        "watchNamespaces={shop,outlet}",
+        "--set",
+        "secretNamespaces={shop,outlet}",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "replicaCount=3",
+        "--set",
+        "image.tag=v9.9.9",
+    ]);
+    let kinds = check_objects(&docs);
+    assert!(!kinds.iter().any(|k| k.starts_with("Cluster")), "namespaced install has no cluster-wide RBAC: {kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "Role").count(), 5);
+    assert!(kinds.contains(&"ServiceMonitor".to_string()));
+    let deploy = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    assert_eq!(deploy["spec"]["replicas"], 3);
+    let container = &deploy["spec"]["template"]["spec"]["containers"][0];
+    assert!(container["image"].as_str().unwrap().ends_with(":v9.9.9"));
+    assert!(container["args"].as_array().unwrap().iter().any(|a| a == "--namespaces=shop,outlet"));
+}
+
+#[test]
+fn values_schema_refuses_bad_values() {
+    let out = Command::new(tools_bin().join("helm"))
+        .args(["template", "mall", "mall-operator", "--kube-version", "1.36.3", "--set", "replicaCount=0"])
+        .current_dir(repo_root().join("charts"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("replicaCount"));
+}
+
+#[test]
+fn chart_crd_is_the_generated_one() {
+    let path = repo_root().join("charts/mall-operator/crds/mall.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let doc: Value = serde_saphyr::from_multiple::<Value>(&text).unwrap().into_iter().find(|d| !d.is_null()).unwrap();
+    let generated = serde_json::to_value(mall_crds::Mall::definition()).unwrap();
+    assert_eq!(doc, generated);
+}
