@@ -3,8 +3,12 @@
 //! Contract: exit 0 on success, 1 when input is invalid or a command fails (with one line per
 //! problem on stdout for `validate`, a message on stderr otherwise), 2 on usage errors.
 
+mod dev;
+mod dev_stack;
 mod input;
+mod plot;
 mod render;
+mod simulate;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -19,6 +23,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Replay a traffic trace against the autoscaler and the hpa/keda/kpa/oracle baselines
+    /// (deterministic); `--bench` runs every trace of a directory and prints ratios.
+    Simulate(simulate::Args),
     /// Print the Mall CustomResourceDefinition (YAML), as installed by the Helm chart.
     Crd,
     /// Check Mall manifests exactly as the API server would; one line per problem:
@@ -36,6 +43,30 @@ enum Command {
         /// Output format.
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Yaml)]
         output: Format,
+    },
+    /// Start local Kubernetes control planes (one per name) with the Mall CRD and the
+    /// third-party CRDs installed; write `DIR/<name>.kubeconfig`; run until SIGINT or SIGTERM.
+    Dev {
+        /// Cluster names (DNS labels), comma-separated; each gets its own loopback CIDRs.
+        #[arg(long, value_delimiter = ',', default_value = "local")]
+        clusters: Vec<String>,
+        /// Directory for the kubeconfigs (created; add it to .gitignore when inside a repository).
+        #[arg(long, default_value = dev::DEFAULT_DIR)]
+        dir: std::path::PathBuf,
+        /// Time from a pod's scheduling to Ready (kwok), e.g. 2s or 500ms.
+        #[arg(long, value_parser = dev::parse_duration, default_value = "2s")]
+        pod_startup: std::time::Duration,
+        /// Also run the operator (`mall-operator`, beside this binary or MALL_OPERATOR_BIN) against
+        /// the first cluster.
+        #[arg(long)]
+        operator: bool,
+        /// Mall manifests to validate and apply to the first cluster (namespaces are created);
+        /// with --operator, wait until each is Ready and print its tiers.
+        #[arg(long = "apply", short = 'f', num_args = 1..)]
+        apply: Vec<String>,
+        /// Stop everything and exit 0 once the applied Malls are Ready (a one-shot demo).
+        #[arg(long, requires = "operator")]
+        until_ready: bool,
     },
 }
 
@@ -61,6 +92,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Render { file, output } => render::run(&file, output),
+        Command::Simulate(args) => simulate::run(&args),
+        Command::Dev { clusters, dir, pod_startup, operator, apply, until_ready } => {
+            dev::run(dev::DevArgs { clusters, dir, pod_startup, operator, apply, until_ready })
+                .map_err(anyhow::Error::from)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

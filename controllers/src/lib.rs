@@ -5,7 +5,10 @@
 //! Contract: everything here except the apply and status writers is pure — no client, no clock,
 //! no environment; time, randomness and metrics enter through small traits.
 
+pub mod autoscaler;
 pub mod build;
+pub mod cnpg;
+pub mod reconcile;
 pub mod validate;
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ pub struct PrometheusSource {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("self.min <= self.max").message("min must not exceed max").field_path(".min"))]
+#[x_kube(validation = kube::core::Rule::new("self.targetPerReplica > 0.0").message("targetPerReplica must be greater than 0").field_path(".targetPerReplica"))]
 pub struct TierScaling {
     /// Fewest replicas.
     #[schemars(range(min = 0, max = 10000))]
@@ -160,10 +161,10 @@ pub struct ScalingEvent {
 }
 
 fn default_stabilization() -> String {
-    "300s".into()
+    "60s".into()
 }
 fn default_down_percent() -> i32 {
-    20
+    50
 }
 fn default_up_factor() -> i32 {
     4

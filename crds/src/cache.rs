@@ -18,9 +18,12 @@ pub struct CacheSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^\s]+$"))]
     pub image: Option<String>,
-    /// Primaries (hash-slot owners). Cluster mode needs at least 3 for failover votes.
+    /// Primaries (hash-slot owners). Cluster mode needs at least 3 for failover votes. May grow
+    /// (slots move to the new shards without losing keys); shrinking is a manual migration
+    /// (docs/cache.md), so a decrease is refused.
     #[serde(default = "default_shards")]
-    #[schemars(range(min = 3, max = 128))]
+    #[schemars(range(min = 3, max = 99))]
+    #[x_kube(validation = kube::core::Rule::new("self >= oldSelf").message("cache shards can only grow (shrinking is a manual migration, see docs/cache.md)"))]
     pub shards: i32,
     /// Replicas of each primary; a replica is promoted when its primary fails.
     #[serde(default = "default_replicas")]

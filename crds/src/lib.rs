@@ -22,6 +22,7 @@ pub use regions::{FailoverSpec, Region, RegionRole};
 pub use status::MallStatus;
 pub use storefront::StorefrontSpec;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{CustomResourceDefinition, JSONSchemaProps};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,8 @@ pub const VERSION: &str = "v1alpha1";
 pub const MAX_NAME_LEN: usize = 30;
 
 /// A whole e-commerce stack: storefront, sharded PostgreSQL, cache, edge, autoscaling and regions.
+// Each printcolumn repeats `type_ = ...`: clippy reads them as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "mallctl.io",
@@ -45,9 +48,13 @@ pub const MAX_NAME_LEN: usize = 30;
     derive = "PartialEq",
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
     printcolumn(name = "Active region", type_ = "string", json_path = ".status.activeRegion"),
-    printcolumn(name = "Storefront", type_ = "integer", description = "Ready storefront replicas", json_path = ".status.tiers.storefront.ready"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = kube::core::Rule::new("self.metadata.name.size() <= 30 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("a Mall name must be a DNS label of at most 30 characters starting with a letter (children are named after it)").field_path(".metadata.name"),
+    printcolumn(
+        name = "Storefront",
+        type_ = "integer",
+        description = "Ready storefront replicas",
+        json_path = ".status.tiers.storefront.ready"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("!has(self.regions) || self.regions.filter(r, r.role == 'primary').size() == 1").message("exactly one region must have role primary").field_path(".regions"))]
@@ -78,10 +85,29 @@ pub struct MallSpec {
     pub failover: FailoverSpec,
 }
 
+/// Pattern of a Mall name: a DNS label starting with a letter (children are named after it).
+pub const NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+
 impl Mall {
-    /// The CRD as the API server receives it.
-    pub fn definition() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition
-    {
-        <Mall as CustomResourceExt>::crd()
+    /// The CRD as the API server receives it: kube's derived CRD plus the one constraint it
+    /// cannot express, on `metadata.name` (the only metadata field a CRD schema may restrict).
+    pub fn definition() -> CustomResourceDefinition {
+        let mut crd = <Mall as CustomResourceExt>::crd();
+        let roots = crd.spec.versions.iter_mut().filter_map(|v| v.schema.as_mut()?.open_api_v3_schema.as_mut());
+        for schema in roots {
+            let metadata = schema.properties.get_or_insert_with(Default::default).entry("metadata".into()).or_default();
+            metadata.type_ = Some("object".into());
+            let name = JSONSchemaProps {
+                type_: Some("string".into()),
+                max_length: Some(MAX_NAME_LEN as i64),
+                pattern: Some(NAME_PATTERN.into()),
+                description: Some(format!(
+                    "A DNS label of at most {MAX_NAME_LEN} characters starting with a letter: children are named after it."
+                )),
+                ..Default::default()
+            };
+            metadata.properties = Some([("name".to_string(), name)].into());
+        }
+        crd
     }
 }

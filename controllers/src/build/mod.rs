@@ -5,7 +5,11 @@
 //! reference to the Mall (absent only when the Mall has no uid, as in `mallctl render`).
 //! One module per tier; [`children`] lists them all for apply and for `mallctl render`.
 
+pub mod cache;
+pub mod database;
+pub mod edge;
 pub mod names;
+pub mod network;
 pub mod security;
 pub mod storefront;
 
@@ -29,6 +33,15 @@ pub enum BuildError {
         #[source]
         source: serde_json::Error,
     },
+    /// The cache tier could not be built.
+    #[error("building the cache tier")]
+    Cache(#[source] Box<cache::CacheError>),
+    /// The edge tier could not be built.
+    #[error("building the edge tier")]
+    Edge(#[source] Box<edge::EdgeError>),
+    /// The database tier could not be built.
+    #[error("building the database tier")]
+    Database(#[source] Box<database::DatabaseError>),
 }
 
 /// Serializes a typed object, adding `apiVersion` and `kind` for k8s-openapi types.
@@ -45,11 +58,25 @@ pub fn to_value<T: Serialize + k8s_openapi::Resource>(object: &T, name: &str) ->
     Ok(value)
 }
 
-/// Every child of the Mall, region by region, tier by tier.
+/// Every child of the Mall, region by region, tier by tier, with the cache password shown as
+/// [`cache::PLACEHOLDER`] (for `mallctl render`; apply uses [`children_with`]).
 pub fn children(mall: &Mall) -> Result<Vec<Value>, BuildError> {
+    children_with(mall, &|_| cache::CacheSecrets::placeholder())
+}
+
+/// Every child of the Mall, with each region's cache credentials from `cache_secrets` (apply
+/// reads them back from the existing Secret or generates them once; see [`cache`]).
+pub fn children_with(
+    mall: &Mall,
+    cache_secrets: &dyn Fn(&Scope<'_>) -> cache::CacheSecrets,
+) -> Result<Vec<Value>, BuildError> {
     let mut out = Vec::new();
     for scope in Scope::all(mall) {
         out.extend(storefront::build(&scope)?);
+        out.extend(network::build(&scope)?);
+        out.extend(database::build(&scope).map_err(|e| BuildError::Database(Box::new(e)))?);
+        out.extend(cache::build(&scope, &cache_secrets(&scope)).map_err(|e| BuildError::Cache(Box::new(e)))?);
+        out.extend(edge::build(&scope).map_err(|e| BuildError::Edge(Box::new(e)))?);
     }
     Ok(out)
 }

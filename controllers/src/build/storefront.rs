@@ -1,13 +1,16 @@
 //! The storefront tier: Deployment, Service and PodDisruptionBudget per region.
 //!
 //! Contract: pure. Pods meet Pod Security `restricted`, spread across zones, roll one surge pod
-//! at a time with none unavailable, and are probed on `spec.storefront.healthPath`.
+//! at a time with none unavailable, and are probed on `spec.storefront.healthPath`. They find
+//! the database through the shard map (mounted at [`SHARDMAP_MOUNT`], `MALL_SHARD*` variables)
+//! and the cache through its connection Secret (`CACHE_*` variables).
 
 use super::{BuildError, Scope, security, to_value};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, Service, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
+    ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, HTTPGetAction,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecretEnvSource, Service, ServicePort, ServiceSpec,
+    TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -19,6 +22,8 @@ use std::collections::BTreeMap;
 
 /// Component name (label value and name suffix).
 pub const COMPONENT: &str = "storefront";
+/// Where the shard map ConfigMap is mounted in storefront pods.
+pub const SHARDMAP_MOUNT: &str = "/etc/mall/shardmap";
 /// UID the storefront runs as.
 pub const UID: i64 = 10001;
 
@@ -52,12 +57,28 @@ pub fn deployment(scope: &Scope<'_>) -> Deployment {
         timeout_seconds: Some(2),
         ..Probe::default()
     };
+    let plain = |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..EnvVar::default() };
     let mut env = vec![
-        EnvVar { name: "MALL_NAME".into(), value: Some(scope.mall_name().into()), ..EnvVar::default() },
-        EnvVar { name: "MALL_REGION".into(), value: scope.region.map(str::to_string), ..EnvVar::default() },
-        EnvVar { name: "PORT".into(), value: Some(sf.port.to_string()), ..EnvVar::default() },
+        plain("MALL_NAME", scope.mall_name().into()),
+        plain("PORT", sf.port.to_string()),
+        // The shard map: how to route a key to its shard and where each shard is (docs/sharding.md).
+        plain("MALL_SHARDMAP", format!("{SHARDMAP_MOUNT}/shards.json")),
+        plain("MALL_SHARD_HASH", super::database::shard::RULE.into()),
+        plain("MALL_SHARDS", scope.mall.spec.database.shards.to_string()),
     ];
+    if let Some(region) = scope.region {
+        env.push(plain("MALL_REGION", region.into()));
+    }
     env.extend(sf.env.iter().cloned());
+    // The cache connection (CACHE_ADDRESS, CACHE_USER, CACHE_PASSWORD, CACHE_URL, CACHE_MODE).
+    let mut env_from = Vec::new();
+    if scope.mall.spec.cache.is_some() {
+        env_from.push(EnvFromSource {
+            secret_ref: Some(SecretEnvSource { name: super::cache::secret_name(scope), optional: Some(false) }),
+            ..EnvFromSource::default()
+        });
+    }
+    env_from.extend(sf.env_from.iter().cloned());
     let container = Container {
         name: COMPONENT.into(),
         image: Some(sf.image.clone()),
@@ -68,7 +89,7 @@ pub fn deployment(scope: &Scope<'_>) -> Deployment {
             ..ContainerPort::default()
         }]),
         env: Some(env),
-        env_from: (!sf.env_from.is_empty()).then(|| sf.env_from.clone()),
+        env_from: (!env_from.is_empty()).then_some(env_from),
         readiness_probe: Some(probe(3, 5)),
         liveness_probe: Some(probe(6, 10)),
         startup_probe: Some(probe(60, 2)),
@@ -112,11 +133,21 @@ pub fn deployment(scope: &Scope<'_>) -> Deployment {
                         label_selector: Some(LabelSelector { match_labels: Some(selector), ..Default::default() }),
                         ..TopologySpreadConstraint::default()
                     }]),
-                    volumes: Some(vec![Volume {
-                        name: "tmp".into(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(vec![
+                        Volume {
+                            name: "tmp".into(),
+                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            ..Volume::default()
+                        },
+                        Volume {
+                            name: "shardmap".into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: super::database::shard_map_name(scope),
+                                ..ConfigMapVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                    ]),
                     ..PodSpec::default()
                 }),
             },
@@ -204,7 +235,21 @@ mod tests {
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_ref().unwrap(), &["ALL"]);
         assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
-        assert_eq!(pod.topology_spread_constraints.unwrap()[0].when_unsatisfiable, "ScheduleAnyway");
+        assert_eq!(pod.topology_spread_constraints.as_ref().unwrap()[0].when_unsatisfiable, "ScheduleAnyway");
+        let env: Vec<_> = c.env.as_ref().unwrap().iter().map(|e| e.name.as_str()).collect();
+        assert!(env.contains(&"MALL_SHARDMAP") && env.contains(&"MALL_SHARDS"), "{env:?}");
+        assert!(c.env_from.is_none(), "no cache, no cache Secret");
+        let volumes = pod.volumes.unwrap();
+        assert_eq!(volumes[1].config_map.as_ref().unwrap().name, "shop-shardmap");
+    }
+
+    #[test]
+    fn cache_connection_is_wired_when_there_is_a_cache() {
+        let mall = mall_from(json!({"cache": {}}));
+        let d = deployment(&Scope::all(&mall)[0]);
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        let env_from = pod.containers[0].env_from.clone().unwrap();
+        assert_eq!(env_from[0].secret_ref.as_ref().unwrap().name, "shop-cache-connection");
     }
 
     #[test]

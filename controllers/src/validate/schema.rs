@@ -51,6 +51,12 @@ pub(super) fn check(schema: &Value, object: &Value) -> Outcome {
                 walker.required(key);
             }
         }
+        // The only metadata field a CRD schema may restrict is the name.
+        if let Some(name) = map.get("metadata").and_then(|m| m.get("name"))
+            && let Some(name_schema) = props.get("metadata").and_then(properties).and_then(|p| p.get("name"))
+        {
+            walker.validate(name_schema, name, "metadata.name");
+        }
         for key in ["spec", "status"] {
             if let (Some(value), Some(sub)) = (map.get(key), props.get(key)) {
                 walker.validate(sub, value, key);
@@ -87,10 +93,6 @@ fn show(v: &Value) -> String {
         Value::String(s) => format!("{s:?}"),
         other => other.to_string(),
     }
-}
-
-fn number_as_f64(v: &Value) -> Option<f64> {
-    v.as_f64()
 }
 
 /// Whether `v` is an integer in the server's sense (go-openapi accepts integral floats).
@@ -226,6 +228,14 @@ impl Walker {
         if !type_ok {
             let got = json_type(value);
             self.block(path, format!("Invalid value: \"{got}\": {path} in body must be of type {ty}: \"{got}\""));
+            // For a fractional number in an integer field with a format, the server adds a second
+            // cause without a field (kube-openapi's format check).
+            if ty == "integer"
+                && value.is_number()
+                && let Some(format) = schema.get("format").and_then(Value::as_str)
+            {
+                self.push("", format!("Checked value must be of type integer with format {format} in {path}"));
+            }
             return;
         }
         self.check_enum(schema, value, path);
@@ -317,13 +327,18 @@ impl Walker {
         if schema.get("format").and_then(Value::as_str) == Some("date-time")
             && chrono::DateTime::parse_from_rfc3339(s).is_err()
         {
-            self.push(path, format!("Invalid value: {s:?}: {path} in body must be of type date-time: {s:?}"));
+            // A format error is a type error to the server (`field.TypeInvalid`): it blocks CEL.
+            self.block(path, format!("Invalid value: {s:?}: {path} in body must be of type date-time: {s:?}"));
         }
     }
 
     fn validate_number(&mut self, schema: &Value, value: &Value, path: &str) {
-        let Some(n) = number_as_f64(value) else { return };
-        if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
+        let Some(n) = value.as_f64() else { return };
+        // kube-openapi's MinimumNativeType/MaximumNativeType compare an integral JSON value
+        // with the bound converted to int64 (truncated), a fractional one with the float bound.
+        let integral = matches!(value, Value::Number(v) if v.is_i64() || v.is_u64());
+        let bound = |b: f64| if integral { b.trunc() } else { b };
+        if let Some(max) = schema.get("maximum").and_then(Value::as_f64).map(bound)
             && n > max
         {
             self.push(
@@ -335,7 +350,7 @@ impl Walker {
                 ),
             );
         }
-        if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
+        if let Some(min) = schema.get("minimum").and_then(Value::as_f64).map(bound)
             && n < min
         {
             self.push(

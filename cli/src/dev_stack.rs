@@ -1,0 +1,223 @@
+//! What `mallctl dev` runs on top of the clusters: the CloudNativePG status simulator (a
+//! stand-in: no database pod runs on the local control plane; on a real cluster CloudNativePG
+//! does this), the operator (`--operator`, a separate `mall-operator` process against the first
+//! cluster), and `--apply` of Mall manifests, waiting until each is Ready.
+//!
+//! Contract: everything started here is stopped by [`Stack::stop`] (the operator gets SIGTERM,
+//! then SIGKILL after 10 s). Manifests are validated offline before they are sent.
+
+use crate::input::read_documents;
+use kube::api::{Api, Patch, PatchParams};
+use localcluster::{CnpgSimulator, LocalCluster, SimulatorOptions};
+use mall_crds::Mall;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// Errors of the dev stack.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// A client for the simulator could not be built.
+    #[error("cannot connect the CloudNativePG status simulator")]
+    Simulator(#[source] localcluster::CnpgSimError),
+    /// The operator binary is missing.
+    #[error("mall-operator not found at {0} (build it: cargo build -p mall-operator, or set MALL_OPERATOR_BIN)")]
+    OperatorMissing(PathBuf),
+    /// The operator could not be started.
+    #[error("cannot start {path}")]
+    Operator {
+        /// Binary.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A manifest could not be read or is not a valid Mall.
+    #[error("{0}")]
+    Manifest(String),
+    /// Applying a manifest failed.
+    #[error("applying Mall {name}")]
+    Apply {
+        /// Mall name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// A Mall did not become Ready in time.
+    #[error("Mall {name} not Ready after {waited:?}: {detail}")]
+    NotReady {
+        /// Mall name.
+        name: String,
+        /// Time waited.
+        waited: Duration,
+        /// Its conditions.
+        detail: String,
+    },
+}
+
+/// The running extras.
+pub struct Stack {
+    simulators: Vec<CnpgSimulator>,
+    operator: Option<Child>,
+}
+
+/// Where `mall-operator` is: `MALL_OPERATOR_BIN`, else beside this `mallctl`.
+fn operator_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("MALL_OPERATOR_BIN") {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("mall-operator")))
+        .unwrap_or_else(|| PathBuf::from("mall-operator"))
+}
+
+impl Stack {
+    /// Starts the simulator in every cluster and, with `operator`, the operator against the first,
+    /// logging to `dir/operator.log`.
+    pub async fn start(clusters: &[LocalCluster], operator: bool, dir: &Path) -> Result<Stack, StackError> {
+        let mut simulators = Vec::new();
+        for cluster in clusters {
+            let client = localcluster::cnpg_sim::client_from_kubeconfig(&cluster.kubeconfig())
+                .await
+                .map_err(StackError::Simulator)?;
+            simulators.push(CnpgSimulator::spawn(
+                client,
+                SimulatorOptions { step: Duration::from_millis(500), ..Default::default() },
+            ));
+            eprintln!(
+                "mallctl dev: CloudNativePG status simulator running in {} (a stand-in for CloudNativePG, which cannot run here)",
+                cluster.name()
+            );
+        }
+        let operator = match (operator, clusters.first()) {
+            (true, Some(hub)) => {
+                let path = operator_binary();
+                if !path.exists() {
+                    return Err(StackError::OperatorMissing(path));
+                }
+                let log = dir.join("operator.log");
+                let file = std::fs::File::create(&log)
+                    .map_err(|source| StackError::Operator { path: path.clone(), source })?;
+                let child = Command::new(&path)
+                    .env("KUBECONFIG", hub.kubeconfig())
+                    .args(["--leader-election-namespace", "kube-system", "--metrics-address", "127.0.0.1:0"])
+                    .args(["--health-address", "127.0.0.1:0", "--recheck-interval", "5s"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(file)
+                    .spawn()
+                    .map_err(|source| StackError::Operator { path: path.clone(), source })?;
+                eprintln!("mallctl dev: operator running against {} (log: {})", hub.name(), log.display());
+                Some(child)
+            }
+            _ => None,
+        };
+        Ok(Stack { simulators, operator })
+    }
+
+    /// Stops the operator and the simulators.
+    pub async fn stop(mut self) {
+        if let Some(mut child) = self.operator.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("mallctl dev: operator stopped");
+        }
+        for sim in self.simulators.drain(..) {
+            let _ = sim.stop().await;
+        }
+    }
+}
+
+/// Validates and applies every Mall in `files` into `cluster` (creating namespaces), returning
+/// (namespace, name) of each.
+pub async fn apply(cluster: &LocalCluster, files: &[String]) -> Result<Vec<(String, String)>, StackError> {
+    let client = cluster.client();
+    let mut applied = Vec::new();
+    for file in files {
+        let docs = read_documents(file).map_err(|e| StackError::Manifest(e.to_string()))?;
+        for doc in docs {
+            let mall = mall_controllers::validate::validate_value(&doc.value, None)
+                .map_err(|e| StackError::Manifest(format!("{file}: {e}")))?;
+            let namespace = mall.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            let name = mall.metadata.name.clone().unwrap_or_default();
+            let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+            let ns_object =
+                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+            ns.patch(&namespace, &PatchParams::apply("mallctl"), &Patch::Apply(&ns_object))
+                .await
+                .map_err(|source| StackError::Apply { name: name.clone(), source })?;
+            let mut value: Value = doc.value.clone();
+            value["metadata"]["namespace"] = Value::String(namespace.clone());
+            let api: Api<Mall> = Api::namespaced(client.clone(), &namespace);
+            api.patch(&name, &PatchParams::apply("mallctl").force(), &Patch::Apply(&value))
+                .await
+                .map_err(|source| StackError::Apply { name: name.clone(), source })?;
+            eprintln!("mallctl dev: applied Mall {namespace}/{name} from {file}");
+            applied.push((namespace, name));
+        }
+    }
+    Ok(applied)
+}
+
+/// Waits until every Mall is Ready for its current generation, printing `mall NS/NAME Ready in Xs`
+/// and its tier counts; fails after `timeout`.
+pub async fn wait_ready(
+    cluster: &LocalCluster,
+    malls: &[(String, String)],
+    timeout: Duration,
+) -> Result<(), StackError> {
+    let client = cluster.client();
+    let start = Instant::now();
+    for (namespace, name) in malls {
+        let api: Api<Mall> = Api::namespaced(client.clone(), namespace);
+        loop {
+            let mall = api.get_opt(name).await.ok().flatten();
+            let status = mall.as_ref().and_then(|m| m.status.clone());
+            let ready = mall.as_ref().is_some_and(|m| {
+                status.as_ref().is_some_and(|s| {
+                    s.observed_generation == m.metadata.generation
+                        && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                })
+            });
+            if ready {
+                let tiers = status.as_ref().and_then(|s| s.tiers.clone()).unwrap_or_default();
+                println!(
+                    "mall {namespace}/{name} Ready in {:.1}s: storefront {}/{}, database {}/{} instances in {} shard(s){}{}",
+                    start.elapsed().as_secs_f64(),
+                    tiers.storefront.ready,
+                    tiers.storefront.desired,
+                    tiers.database.ready,
+                    tiers.database.desired,
+                    status.as_ref().map(|s| s.shards.len()).unwrap_or(0),
+                    tiers.cache.map(|c| format!(", cache {}/{}", c.ready, c.desired)).unwrap_or_default(),
+                    tiers.edge.map(|c| format!(", edge {}/{}", c.ready, c.desired)).unwrap_or_default(),
+                );
+                break;
+            }
+            if start.elapsed() > timeout {
+                let detail = status
+                    .map(|s| {
+                        s.conditions
+                            .iter()
+                            .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or_else(|| "no status yet".into());
+                return Err(StackError::NotReady { name: name.clone(), waited: start.elapsed(), detail });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    Ok(())
+}

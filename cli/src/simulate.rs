@@ -1,0 +1,319 @@
+//! `mallctl simulate`: replays a traffic trace (CSV `t,rps`) against the Mall's autoscaling engine
+//! and the baseline policies, deterministically; `--bench` runs every policy on every trace of a
+//! directory and prints the ratios mall/hpa, mall/keda, mall/kpa and mall/oracle.
+//!
+//! Contract: validates the Mall first (same rules as `validate`); prints only the table or JSON
+//! on stdout. `--start` is the wall-clock time of the trace's t=0; when omitted it is the first
+//! event's start − its warmup − 1 h (an hour of normal traffic before the event arms), or
+//! 2026-01-01T00:00:00Z when the Mall has no events. In `--bench`, `--start NAME=TIME` applies to
+//! the trace NAME, a bare `--start TIME` to the others, and a trace with neither runs with the
+//! Mall's events removed (unannounced traffic).
+
+use crate::plot;
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use mall_controllers::autoscaler::EngineConfig;
+use mall_controllers::autoscaler::sim::runner::{PolicyKind, Run, sim_config};
+use mall_controllers::autoscaler::sim::{Outcome, Trace};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// Output formats of `simulate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned text.
+    Table,
+    /// JSON.
+    Json,
+}
+
+/// Arguments of `mallctl simulate`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Mall manifest whose `spec.autoscaling` drives the engine.
+    #[arg(short = 'f', long = "filename")]
+    pub file: String,
+    /// Trace CSV (`t,rps`, one row per second).
+    #[arg(long, required_unless_present = "bench")]
+    pub trace: Option<PathBuf>,
+    /// mall, hpa, keda, kpa, oracle or all.
+    #[arg(long, default_value = "all")]
+    pub policy: String,
+    /// Wall-clock time of t=0 (RFC 3339); with --bench also NAME=TIME per trace. Repeatable.
+    #[arg(long)]
+    pub start: Vec<String>,
+    /// Pod start-up time (request → Ready).
+    #[arg(long, default_value = "30s")]
+    pub startup: String,
+    /// Requests/s one Ready pod serves at most (default: targetPerReplica ÷ 0.7).
+    #[arg(long)]
+    pub capacity: Option<f64>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Write an SVG of demand, capacity and replicas per policy (single trace only).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Run every policy on every `*.csv` of --traces and print the ratios.
+    #[arg(long)]
+    pub bench: bool,
+    /// Directory of traces for --bench.
+    #[arg(long, default_value = "../shared/traces")]
+    pub traces: PathBuf,
+}
+
+fn parse_time(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .with_context(|| format!("--start {text:?} is not an RFC 3339 time"))
+}
+
+/// The documented default t=0.
+pub fn default_start(cfg: &EngineConfig) -> DateTime<Utc> {
+    match cfg.events.first() {
+        Some(e) => e.start - chrono::Duration::from_std(e.warmup).unwrap_or_default() - chrono::Duration::hours(1),
+        None => DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(20454),
+    }
+}
+
+fn load_config(file: &str) -> anyhow::Result<EngineConfig> {
+    let mut report = Vec::new();
+    let (malls, ok) = crate::validate::run(&[file.to_string()], &mut report)?;
+    if !ok {
+        bail!("{file} is not valid:\n{}", String::from_utf8_lossy(&report).trim_end());
+    }
+    let [(_, mall)] = malls.as_slice() else { bail!("{file}: expected exactly one Mall, found {}", malls.len()) };
+    EngineConfig::from_mall(mall).with_context(|| format!("{file}: spec.autoscaling"))
+}
+
+fn kinds(policy: &str) -> anyhow::Result<Vec<PolicyKind>> {
+    if policy == "all" {
+        return Ok(PolicyKind::ALL.to_vec());
+    }
+    policy
+        .split(',')
+        .map(|p| {
+            PolicyKind::parse(p.trim())
+                .with_context(|| format!("unknown policy {p:?} (mall, hpa, keda, kpa, oracle, all)"))
+        })
+        .collect()
+}
+
+/// One trace's result.
+struct TraceResult {
+    trace: Trace,
+    start: DateTime<Utc>,
+    announced: bool,
+    outcomes: Vec<Outcome>,
+}
+
+fn simulate_one(
+    trace: Trace,
+    cfg: &EngineConfig,
+    start: Option<DateTime<Utc>>,
+    args: &Args,
+    kinds: &[PolicyKind],
+    record: bool,
+) -> anyhow::Result<TraceResult> {
+    let startup = mall_crds::common::parse_duration(&args.startup)
+        .with_context(|| format!("--startup {:?} is not a duration", args.startup))?;
+    let mut cfg = cfg.clone();
+    let announced = start.is_some() || !args.bench;
+    let start = match start {
+        Some(s) => s,
+        None => {
+            if args.bench {
+                cfg.events.clear();
+            }
+            default_start(&cfg)
+        }
+    };
+    let after = cfg
+        .events
+        .iter()
+        .map(|e| (e.start - start).num_seconds())
+        .find(|&s| s >= 0)
+        .and_then(|s| u32::try_from(s).ok());
+    let sim = sim_config(&cfg, u32::try_from(startup.as_secs()).unwrap_or(u32::MAX), args.capacity);
+    let outcomes = Run { trace: &trace, sim: &sim, engine: &cfg, start, after, record }.all(kinds);
+    Ok(TraceResult { trace, start, announced, outcomes })
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b == 0.0 { if a == 0.0 { "0/0".into() } else { "inf".into() } } else { format!("{:.2}", a / b) }
+}
+
+fn table(r: &TraceResult) -> String {
+    let mut s = format!(
+        "trace {} ({} s, t=0 at {}, events {})\n{:<8} {:>10} {:>14} {:>14} {:>6} {:>8} {:>12}\n",
+        r.trace.name,
+        r.trace.len(),
+        r.start.to_rfc3339(),
+        if r.announced { "announced" } else { "removed" },
+        "policy",
+        "violation-s",
+        "dropped",
+        "replica-s",
+        "max",
+        "actions",
+        "viol-after-ev"
+    );
+    for o in &r.outcomes {
+        s.push_str(&format!(
+            "{:<8} {:>10} {:>14.0} {:>14.0} {:>6} {:>8} {:>12}\n",
+            o.name,
+            o.slo_violation_seconds,
+            o.dropped_requests,
+            o.replica_seconds,
+            o.max_replicas,
+            o.scale_actions,
+            o.slo_violation_seconds_after.map_or("-".into(), |v| v.to_string())
+        ));
+    }
+    if let Some(m) = r.outcomes.iter().find(|o| o.name == "mall") {
+        for o in r.outcomes.iter().filter(|o| o.name != "mall") {
+            s.push_str(&format!(
+                "mall/{:<7} violation-s {:>6}  replica-s {:>6}\n",
+                o.name,
+                ratio(m.slo_violation_seconds as f64, o.slo_violation_seconds as f64),
+                ratio(m.replica_seconds, o.replica_seconds)
+            ));
+        }
+    }
+    s
+}
+
+fn to_json(r: &TraceResult) -> serde_json::Value {
+    json!({"trace": r.trace.name, "start": r.start.to_rfc3339(), "eventsAnnounced": r.announced, "policies": r.outcomes})
+}
+
+/// Runs the command.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let cfg = load_config(&args.file)?;
+    let kinds = kinds(&args.policy)?;
+    let results = if args.bench {
+        if args.plot.is_some() {
+            bail!("--plot needs a single --trace");
+        }
+        let mut named = std::collections::BTreeMap::new();
+        let mut bare = None;
+        for s in &args.start {
+            match s.split_once('=') {
+                Some((name, t)) => {
+                    named.insert(name.to_string(), parse_time(t)?);
+                }
+                None => bare = Some(parse_time(s)?),
+            }
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&args.traces)
+            .with_context(|| format!("reading {}", args.traces.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            bail!("{}: no *.csv traces", args.traces.display());
+        }
+        let mut out = Vec::new();
+        for f in files {
+            let trace = read_trace(&f)?;
+            let start = named.get(&trace.name).copied().or(bare);
+            out.push(simulate_one(trace, &cfg, start, args, &kinds, false)?);
+        }
+        out
+    } else {
+        let path = args.trace.as_ref().context("--trace is required without --bench")?;
+        let start = match args.start.as_slice() {
+            [] => None,
+            [one] => Some(parse_time(one)?),
+            _ => bail!("one --start without --bench"),
+        };
+        vec![simulate_one(read_trace(path)?, &cfg, start, args, &kinds, args.plot.is_some())?]
+    };
+    if let (Some(path), [r]) = (&args.plot, results.as_slice()) {
+        let capacity = args.capacity.unwrap_or(cfg.storefront.target_per_replica / 0.7);
+        std::fs::write(path, plot::svg(&r.trace, &r.outcomes, capacity))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    match args.output {
+        Output::Json if args.bench => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"traces": results.iter().map(to_json).collect::<Vec<_>>()}))?
+        ),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&results.first().map(to_json))?),
+        Output::Table => {
+            for r in &results {
+                println!("{}", table(r));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_trace(path: &Path) -> anyhow::Result<Trace> {
+    Ok(Trace::read(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(file: &str) -> EngineConfig {
+        load_config(&format!("{}/../{file}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn default_start_is_an_hour_before_the_first_warmup() {
+        let c = cfg("examples/double-eleven.yaml");
+        // 2026-11-11T00:00+08:00 − 20m − 1h.
+        assert_eq!(default_start(&c), parse_time("2026-11-10T22:40:00+08:00").unwrap());
+        let mut none = c.clone();
+        none.events.clear();
+        assert_eq!(default_start(&none), parse_time("2026-01-01T00:00:00Z").unwrap());
+    }
+
+    #[test]
+    fn policies_parse() {
+        assert_eq!(kinds("all").unwrap().len(), 5);
+        assert_eq!(kinds("mall,kpa").unwrap(), vec![PolicyKind::Mall, PolicyKind::Kpa]);
+        assert!(kinds("vpa").is_err());
+        assert_eq!(ratio(0.0, 0.0), "0/0");
+        assert_eq!(ratio(1.0, 4.0), "0.25");
+    }
+
+    #[test]
+    fn simulates_a_small_trace_deterministically() {
+        let c = cfg("examples/double-eleven.yaml");
+        let mut text = String::from("t,rps\n");
+        for t in 0..1200 {
+            text.push_str(&format!("{t},{}\n", if (600..900).contains(&t) { 3000.0 } else { 500.0 }));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("step.csv");
+        std::fs::write(&path, text).unwrap();
+        let svg = dir.path().join("p.svg");
+        let args = Args {
+            file: String::new(),
+            trace: Some(path.clone()),
+            policy: "all".into(),
+            start: vec![],
+            startup: "30s".into(),
+            capacity: None,
+            output: Output::Json,
+            plot: Some(svg.clone()),
+            bench: false,
+            traces: PathBuf::new(),
+        };
+        let run = || simulate_one(read_trace(&path).unwrap(), &c, None, &args, &PolicyKind::ALL, true).unwrap();
+        let (a, b) = (run(), run());
+        let strip = |r: &TraceResult| serde_json::to_string(&to_json(r)).unwrap();
+        assert_eq!(strip(&a), strip(&b), "deterministic");
+        let oracle = a.outcomes.iter().find(|o| o.name == "oracle").unwrap();
+        assert_eq!(oracle.slo_violation_seconds, 0);
+        let hpa = a.outcomes.iter().find(|o| o.name == "hpa").unwrap();
+        assert!(hpa.slo_violation_seconds > 0, "a 6× step violates a reactive HPA");
+        assert!(table(&a).contains("mall/hpa"));
+        std::fs::write(&svg, plot::svg(&a.trace, &a.outcomes, 142.0)).unwrap();
+        assert!(std::fs::read_to_string(&svg).unwrap().contains("<polyline"));
+    }
+}

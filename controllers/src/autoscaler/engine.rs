@@ -1,0 +1,449 @@
+//! The decision engine: per tier, replicas from the load against the target, a short-window
+//! surge signal with trend projection over the learned start-up time, a long-window stable
+//! signal, the p99 latency objective, announced events, coordination of the cache and database
+//! with the storefront, and the spec's limits.
+//!
+//! Contract: `Engine::decide(now, observations) -> Decision` is pure apart from the engine's own
+//! memory (histories, limits, learned start-up time); calling it with the same sequence gives
+//! the same decisions. Missing load for a tier holds that tier (never scales it down, except
+//! to honour `max`) and sets `MetricsUnavailable`; every tier decision has a reason in words.
+
+use super::config::{EngineConfig, Tier, TierConfig};
+use super::events::{self, EventState, Floor};
+use super::limits::{Bound, Limiter, Limits};
+use super::signals::{LoadHistory, Signals, StartupLearner};
+use super::{ClusterCounts, Counts, Metrics};
+use chrono::{DateTime, Utc};
+
+/// What the engine is told about one tier.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TierObservation {
+    /// The tier's total load now (short query window); `None` = no data.
+    pub load: Option<f64>,
+    /// Replicas currently asked for (per shard for cache and database).
+    pub replicas: i32,
+    /// Replicas Ready.
+    pub ready: i32,
+}
+
+/// Everything observed at one instant.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observations {
+    /// Storefront.
+    pub storefront: TierObservation,
+    /// Cache, when autoscaled.
+    pub cache: Option<TierObservation>,
+    /// Database, when autoscaled.
+    pub database: Option<TierObservation>,
+    /// Storefront p99 latency, seconds.
+    pub p99_latency: Option<f64>,
+    /// Start-up times measured elsewhere (pod creation → Ready), seconds.
+    pub startup_samples: Vec<f64>,
+    /// Why data is missing, if known.
+    pub problems: Vec<String>,
+}
+
+impl Observations {
+    /// Combines metrics with the replica counts read from the cluster.
+    pub fn from_parts(m: &Metrics, c: &ClusterCounts) -> Self {
+        let tier = |load: Option<f64>, c: Counts| TierObservation { load, replicas: c.replicas, ready: c.ready };
+        Self {
+            storefront: tier(m.storefront, c.storefront),
+            cache: c.cache.map(|c| tier(m.cache, c)),
+            database: c.database.map(|c| tier(m.database, c)),
+            p99_latency: m.p99_latency,
+            startup_samples: Vec::new(),
+            problems: m.problems.clone(),
+        }
+    }
+}
+
+/// The engine's verdict for one tier.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TierDecision {
+    /// Which tier.
+    pub tier: Tier,
+    /// Replicas before.
+    pub from: i32,
+    /// Replicas to set.
+    pub to: i32,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// A status condition the engine asserts.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Condition {
+    /// Condition type (`MetricsUnavailable`).
+    pub type_: String,
+    /// Whether it holds.
+    pub status: bool,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+/// One decision of the engine.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Decision {
+    /// When it was taken.
+    pub time: DateTime<Utc>,
+    /// One entry per autoscaled tier with data or a hold.
+    pub tiers: Vec<TierDecision>,
+    /// Conditions to publish.
+    pub conditions: Vec<Condition>,
+    /// Start-up time the projections used, seconds.
+    pub startup_seconds: f64,
+}
+
+impl Decision {
+    /// Replicas to set for `tier`.
+    pub fn target(&self, tier: Tier) -> Option<i32> {
+        self.tiers.iter().find(|d| d.tier == tier).map(|d| d.to)
+    }
+
+    /// The tier's decision.
+    pub fn tier(&self, tier: Tier) -> Option<&TierDecision> {
+        self.tiers.iter().find(|d| d.tier == tier)
+    }
+
+    /// Whether `MetricsUnavailable` is true.
+    pub fn metrics_unavailable(&self) -> bool {
+        self.conditions.iter().any(|c| c.type_ == "MetricsUnavailable" && c.status)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct TierState {
+    history: LoadHistory,
+    limiter: Limiter,
+    surge_until: f64,
+}
+
+impl TierState {
+    fn new(keep: f64) -> Self {
+        Self { history: LoadHistory::new(keep), limiter: Limiter::default(), surge_until: f64::NEG_INFINITY }
+    }
+}
+
+/// The autoscaling engine of one Mall.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    storefront: TierState,
+    cache: TierState,
+    database: TierState,
+    startup: StartupLearner,
+    events: Vec<EventState>,
+}
+
+/// The load a tier should be sized for, whether it is surging, and why.
+struct LoadPlan {
+    load: f64,
+    surge: bool,
+    reason: String,
+}
+
+impl Engine {
+    /// An engine with empty memory.
+    pub fn new(cfg: EngineConfig) -> Self {
+        let keep = cfg.tuning.stable_window.as_secs_f64().max(cfg.tuning.trend_window.as_secs_f64()) + 60.0;
+        Self {
+            storefront: TierState::new(keep),
+            cache: TierState::new(keep),
+            database: TierState::new(keep),
+            startup: StartupLearner::new(cfg.tuning.initial_startup.as_secs_f64()),
+            events: vec![EventState::default(); cfg.events.len()],
+            cfg,
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Current start-up estimate, seconds.
+    pub fn startup_estimate(&self) -> f64 {
+        self.startup.estimate()
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            stabilization: self.cfg.down_stabilization.as_secs_f64(),
+            down_percent_per_minute: self.cfg.down_percent_per_minute,
+            up_factor: self.cfg.up_factor,
+            up_min_pods: self.cfg.up_min_pods,
+        }
+    }
+
+    /// Look-ahead of projections: start-up time plus the metrics pipeline delay.
+    fn horizon(&self) -> f64 {
+        self.startup.estimate() + self.cfg.tuning.pipeline_delay.as_secs_f64()
+    }
+
+    fn plan(&self, s: &Signals, horizon: f64, replicas: i32, target: f64) -> LoadPlan {
+        let thr = self.cfg.tuning.surge_threshold;
+        if s.current > s.stable * (1.0 + thr) {
+            // A trend is projected no further ahead than it has been observed, and at most one
+            // start-up (+ pipeline delay) ahead: a step is not mistaken for an endless ramp.
+            let rising = s.slope.max(0.0);
+            let ahead = horizon;
+            let projected = (s.current + rising * ahead).min(s.current * self.cfg.tuning.max_projection_factor);
+            let reason = format!(
+                "surge: load {:.0}/s is {:.1}× the {}s mean, rising {:.0}/s; sized for {:.0}/s projected {:.0}s ahead",
+                s.current,
+                s.current / s.stable.max(f64::MIN_POSITIVE),
+                self.cfg.tuning.stable_window.as_secs(),
+                rising,
+                projected,
+                ahead
+            );
+            LoadPlan { load: projected.max(s.current), surge: true, reason }
+        } else if s.current < s.stable * (1.0 - thr) {
+            let reason = format!("load falling: {:.0}/s against a mean of {:.0}/s", s.current, s.stable);
+            LoadPlan { load: s.current, surge: false, reason }
+        } else {
+            // Slow trends stay within the target's headroom (target ≈ 70 % of what a replica
+            // can take); the surge signal catches fast ones.
+            let reason = format!("steady: mean load {:.0}/s", s.stable);
+            // Deadband (as the HPA's tolerance): within ±tolerance of the current size's target
+            // load, keep the size rather than chase noise.
+            let held = f64::from(replicas) * target;
+            let tol = self.cfg.tuning.steady_tolerance;
+            if held > 0.0 && (s.stable / held - 1.0).abs() <= tol {
+                return LoadPlan {
+                    load: held.min(s.stable * (1.0 + tol)),
+                    surge: false,
+                    reason: format!("{reason}, within {:.0}% of the current size's target", tol * 100.0),
+                };
+            }
+            LoadPlan { load: s.stable, surge: false, reason }
+        }
+    }
+
+    /// Decides the replicas of every tier at `now`.
+    pub fn decide(&mut self, now: DateTime<Utc>, obs: &Observations) -> Decision {
+        let t = now.timestamp_millis() as f64 / 1000.0;
+        for &s in &obs.startup_samples {
+            self.startup.add_sample(s);
+        }
+        self.startup.observe(t, obs.storefront.ready, obs.storefront.replicas);
+        let horizon = self.horizon();
+        let tuning = self.cfg.tuning.clone();
+        let (stable_w, trend_w) = (tuning.stable_window.as_secs_f64(), tuning.trend_window.as_secs_f64());
+        let limits = self.limits();
+        let mut missing: Vec<&'static str> = Vec::new();
+        let mut tiers = Vec::new();
+
+        // Storefront.
+        let sf_obs = obs.storefront;
+        let sf_signals = sf_obs.load.and_then(|l| {
+            self.storefront.history.record(t, l);
+            self.storefront.history.signals(t, stable_w, trend_w)
+        });
+        let floor = self.event_floor(t, sf_signals.as_ref(), horizon);
+        let sf_cfg = self.cfg.storefront.clone();
+        let (sf_decision, sf_planned_load) = match sf_signals {
+            None => {
+                missing.push("storefront");
+                (hold(Tier::Storefront, &sf_cfg, sf_obs, floor.as_ref()), None)
+            }
+            Some(s) => {
+                let mut plan = self.plan(&s, horizon, sf_obs.replicas * sf_cfg.shards, sf_cfg.target_per_replica);
+                // During an announced event its expected load bounds the forecast (observed
+                // load above it still counts).
+                if let Some(f) = floor.as_ref().filter(|f| f.expected_load > 0.0) {
+                    plan.load = plan.load.min(f.expected_load.max(s.current));
+                }
+                if plan.surge {
+                    self.storefront.surge_until = t + tuning.surge_hold.as_secs_f64();
+                }
+                let mut rec = sf_cfg.replicas_for(plan.load);
+                let mut need = sf_cfg.replicas_for(s.current.min(plan.load));
+                let mut hold_down = t < self.storefront.surge_until;
+                if let (Some(slo), Some(p99)) = (self.cfg.latency_slo, obs.p99_latency) {
+                    let slo = slo.as_secs_f64();
+                    if p99 > slo && slo > 0.0 {
+                        let by_latency = (f64::from(sf_obs.replicas.max(1)) * (p99 / slo).min(2.0)).ceil() as i32;
+                        need = need.max(by_latency);
+                        if by_latency > rec {
+                            rec = by_latency;
+                            plan.reason =
+                                format!("p99 latency {:.0}ms exceeds the {:.0}ms objective", p99 * 1e3, slo * 1e3);
+                        }
+                        hold_down = true;
+                    }
+                }
+                if let Some(f) = floor.as_ref() {
+                    if f.replicas > rec {
+                        rec = f.replicas;
+                        plan.reason = f.reason.clone();
+                    } else if f.replicas == 0 {
+                        plan.reason = format!("{}; {}", plan.reason, f.reason);
+                    }
+                }
+                let decision = limited(
+                    Tier::Storefront,
+                    &sf_cfg,
+                    &mut self.storefront.limiter,
+                    t,
+                    sf_obs,
+                    rec,
+                    need,
+                    hold_down,
+                    &limits,
+                    plan.reason,
+                );
+                let planned = plan.load.max(floor.as_ref().filter(|f| f.replicas > 0).map_or(0.0, |f| f.expected_load));
+                (decision, Some((s.stable, planned, hold_down)))
+            }
+        };
+        if sf_decision.to > sf_obs.replicas {
+            self.startup.requested(t, sf_decision.to);
+        }
+        tiers.push(sf_decision);
+
+        // Followers: cache and database.
+        for tier in [Tier::Cache, Tier::Database] {
+            let (Some(cfg), Some(o)) = (self.cfg.tier(tier).cloned(), follower_obs(obs, tier)) else { continue };
+            let plan_fn = |engine: &Self, s: &Signals| {
+                engine.plan(s, horizon, (o.replicas + cfg.extra_serving_nodes) * cfg.shards, cfg.target_per_replica)
+            };
+            let state = match tier {
+                Tier::Cache => &mut self.cache,
+                _ => &mut self.database,
+            };
+            let signals = o.load.and_then(|l| {
+                state.history.record(t, l);
+                state.history.signals(t, stable_w, trend_w)
+            });
+            let Some(s) = signals else {
+                missing.push(tier.name());
+                tiers.push(hold(tier, &cfg, o, None));
+                continue;
+            };
+            let plan = plan_fn(self, &s);
+            let state = match tier {
+                Tier::Cache => &mut self.cache,
+                _ => &mut self.database,
+            };
+            if plan.surge {
+                state.surge_until = t + tuning.surge_hold.as_secs_f64();
+            }
+            let mut rec = cfg.replicas_for(plan.load);
+            let need = cfg.replicas_for(s.current.min(plan.load));
+            let mut reason = plan.reason;
+            let mut hold_down = t < state.surge_until;
+            if let Some((sf_stable, sf_planned, sf_hold)) = sf_planned_load {
+                hold_down |= sf_hold;
+                // This tier's load moves with the storefront's: scale its stable load by the
+                // storefront's planned growth over its own stable load.
+                if sf_stable > 0.0 && sf_planned > sf_stable * 1.01 {
+                    let growth = sf_planned / sf_stable;
+                    let expected = s.stable * growth;
+                    let coordinated = cfg.replicas_for(expected);
+                    if coordinated > rec {
+                        rec = coordinated;
+                        reason = format!(
+                            "follows the storefront: its load is planned to grow {growth:.1}×, {:.0}/s → {expected:.0}/s here",
+                            s.stable
+                        );
+                    }
+                }
+            }
+            tiers.push(limited(tier, &cfg, &mut state.limiter, t, o, rec, need, hold_down, &limits, reason));
+        }
+
+        let unavailable = !missing.is_empty();
+        let message = if unavailable {
+            let mut m = format!("no load data for {}; holding their size", missing.join(", "));
+            if !obs.problems.is_empty() {
+                m.push_str(": ");
+                m.push_str(&obs.problems.join("; "));
+            }
+            m
+        } else {
+            "all series have data".to_string()
+        };
+        let condition = Condition {
+            type_: "MetricsUnavailable".into(),
+            status: unavailable,
+            reason: if unavailable { "NoData".into() } else { "MetricsFlowing".into() },
+            message,
+        };
+        Decision { time: now, tiers, conditions: vec![condition], startup_seconds: self.startup.estimate() }
+    }
+
+    fn event_floor(&mut self, t: f64, s: Option<&Signals>, _horizon: f64) -> Option<Floor> {
+        let now = events::Now {
+            t,
+            stable: s.map(|s| s.stable),
+            current: s.map(|s| s.current),
+            startup: self.startup.estimate(),
+            pipeline_delay: self.cfg.tuning.pipeline_delay.as_secs_f64(),
+            stabilization: self.cfg.down_stabilization.as_secs_f64(),
+            confirm_share: self.cfg.tuning.event_confirm_share,
+        };
+        let mut best: Option<Floor> = None;
+        for (event, state) in self.cfg.events.iter().zip(self.events.iter_mut()) {
+            if let Some(f) = events::floor(event, state, &now, &self.cfg.storefront)
+                && best.as_ref().is_none_or(|b| f.replicas > b.replicas || b.replicas == 0 && f.replicas == 0)
+            {
+                best = Some(f);
+            }
+        }
+        best
+    }
+}
+
+fn follower_obs(obs: &Observations, tier: Tier) -> Option<TierObservation> {
+    match tier {
+        Tier::Cache => obs.cache,
+        Tier::Database => obs.database,
+        Tier::Storefront => Some(obs.storefront),
+    }
+}
+
+/// No data: keep the size (within bounds); an event floor may still add capacity.
+fn hold(tier: Tier, cfg: &TierConfig, o: TierObservation, floor: Option<&Floor>) -> TierDecision {
+    let mut to = o.replicas.max(cfg.min).min(cfg.max.max(cfg.min));
+    let mut reason = format!("metrics unavailable: holding {} replicas (never scaling down without data)", o.replicas);
+    if let Some(f) = floor.filter(|f| f.replicas > to) {
+        to = f.replicas;
+        reason = format!("metrics unavailable; {}", f.reason);
+    }
+    TierDecision { tier, from: o.replicas, to, reason }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn limited(
+    tier: Tier,
+    cfg: &TierConfig,
+    limiter: &mut Limiter,
+    t: f64,
+    o: TierObservation,
+    rec: i32,
+    need: i32,
+    hold_down: bool,
+    limits: &Limits,
+    reason: String,
+) -> TierDecision {
+    let rec = cfg.clamp(rec);
+    let current = o.replicas;
+    let (to, bound) = limiter.apply(t, current, o.ready.min(current), rec, cfg.clamp(need), hold_down, limits);
+    let to = cfg.clamp(to);
+    let suffix = match bound {
+        Bound::None => String::new(),
+        Bound::UpRate => format!(" (want {rec}; scale-up limited per step)"),
+        Bound::Stabilization => format!(" (want {rec}; held by the scale-down stabilization window)"),
+        Bound::DownRate => format!(" (want {rec}; scale-down limited to {}%/min)", limits.down_percent_per_minute),
+        Bound::Hold => format!(" (want {rec}; no scale-down while a surge or latency breach is active)"),
+        Bound::Withdrawn => format!(
+            " (want {rec}; {} starting replicas withdrawn, Ready ones and the observed need held)",
+            current - to
+        ),
+    };
+    TierDecision { tier, from: current, to, reason: format!("{reason}{suffix}") }
+}

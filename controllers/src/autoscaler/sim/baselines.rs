@@ -1,0 +1,276 @@
+//! Baseline policies, from their documented algorithms and defaults, with every parameter
+//! explicit so the models can be time-compressed and compared with the real controllers later.
+//!
+//! Contract: each baseline is a [`Policy`]; none looks at the future except [`Oracle`], which is
+//! the cost floor at zero violations by construction.
+//! - [`Hpa`]: Kubernetes HorizontalPodAutoscaler v2 (`pkg/controller/podautoscaler`), an External
+//!   metric with an `AverageValue` target read through a Prometheus adapter.
+//! - KEDA: its Prometheus scaler feeding that HPA; the value is refreshed every `pollingInterval`.
+//! - [`Kpa`]: Knative Pod Autoscaler (`pkg/autoscaler/scaling/autoscaler.go`), fed by
+//!   queue-proxy statistics at one-second resolution (not by Prometheus).
+
+use super::{Policy, View};
+use std::collections::VecDeque;
+
+/// HPA parameters. Defaults: kube-controller-manager and `autoscaling/v2` documentation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HpaConfig {
+    /// `--horizontal-pod-autoscaler-sync-period` (default 15 s).
+    pub sync_period: u32,
+    /// `--horizontal-pod-autoscaler-tolerance` (default 0.1).
+    pub tolerance: f64,
+    /// `behavior.scaleUp.stabilizationWindowSeconds` (default 0).
+    pub up_stabilization: u32,
+    /// Scale-up policies, selectPolicy Max (default: 100 % and 4 pods per 15 s).
+    pub up_percent: f64,
+    /// Pods policy of scale-up.
+    pub up_pods: i32,
+    /// Period of the scale-up policies, seconds.
+    pub up_period: u32,
+    /// `behavior.scaleDown.stabilizationWindowSeconds` (default 300).
+    pub down_stabilization: u32,
+    /// Scale-down policy (default: 100 % per 15 s).
+    pub down_percent: f64,
+    /// Period of the scale-down policy, seconds.
+    pub down_period: u32,
+    /// KEDA `pollingInterval` when the metric comes through KEDA (default 30 s); `None` = the
+    /// adapter queries Prometheus at every sync.
+    pub keda_polling: Option<u32>,
+}
+
+impl Default for HpaConfig {
+    fn default() -> Self {
+        Self {
+            sync_period: 15,
+            tolerance: 0.1,
+            up_stabilization: 0,
+            up_percent: 100.0,
+            up_pods: 4,
+            up_period: 15,
+            down_stabilization: 300,
+            down_percent: 100.0,
+            down_period: 15,
+            keda_polling: None,
+        }
+    }
+}
+
+impl HpaConfig {
+    /// The HPA KEDA creates for a ScaledObject with default settings.
+    pub fn keda() -> Self {
+        Self { keda_polling: Some(30), ..Self::default() }
+    }
+}
+
+/// The HorizontalPodAutoscaler (or KEDA + HPA).
+pub struct Hpa {
+    cfg: HpaConfig,
+    recommendations: VecDeque<(u32, i32)>,
+    changes: VecDeque<(u32, i32)>,
+    cached: Option<(u32, f64)>,
+}
+
+impl Hpa {
+    /// An HPA with `cfg`.
+    pub fn new(cfg: HpaConfig) -> Self {
+        Self { cfg, recommendations: VecDeque::new(), changes: VecDeque::new(), cached: None }
+    }
+
+    fn metric(&mut self, view: &View<'_>) -> f64 {
+        let window = view.config.query_window;
+        match self.cfg.keda_polling {
+            None => view.prometheus.rate(view.t, window),
+            Some(poll) => match self.cached {
+                Some((at, v)) if view.t < at + poll => v,
+                _ => {
+                    let v = view.prometheus.rate(view.t, window);
+                    self.cached = Some((view.t, v));
+                    v
+                }
+            },
+        }
+    }
+}
+
+impl Policy for Hpa {
+    fn name(&self) -> String {
+        if self.cfg.keda_polling.is_some() { "keda".into() } else { "hpa".into() }
+    }
+
+    fn period(&self) -> u32 {
+        self.cfg.sync_period
+    }
+
+    fn decide(&mut self, view: &View<'_>) -> i32 {
+        let t = view.t;
+        let current = view.replicas.max(1);
+        let metric = self.metric(view);
+        let target = view.config.target;
+        // replica_calculator.go, GetExternalPerPodMetricReplicas.
+        let ratio = metric / (target * f64::from(current));
+        let rec = if (ratio - 1.0).abs() <= self.cfg.tolerance { current } else { (metric / target).ceil() as i32 };
+        // horizontal.go, stabilizeRecommendationWithBehaviors.
+        self.recommendations.push_back((t, rec));
+        let keep = self.cfg.up_stabilization.max(self.cfg.down_stabilization);
+        while self.recommendations.front().is_some_and(|&(at, _)| at + keep < t) {
+            self.recommendations.pop_front();
+        }
+        let within = |w: u32| self.recommendations.iter().filter(move |&&(at, _)| at + w >= t).map(|&(_, r)| r);
+        let up_floor = within(self.cfg.up_stabilization).min().unwrap_or(rec);
+        let down_ceiling = within(self.cfg.down_stabilization).max().unwrap_or(rec);
+        let mut desired = current;
+        if desired < up_floor {
+            desired = up_floor;
+        }
+        if desired > down_ceiling {
+            desired = down_ceiling;
+        }
+        // convertDesiredReplicasWithBehaviorRate: limits relative to the count at period start.
+        let changed_since = |period: u32, sign: i32| -> i32 {
+            self.changes.iter().filter(|&&(at, d)| at + period > t && d.signum() == sign).map(|&(_, d)| d.abs()).sum()
+        };
+        if desired > current {
+            let start = current - changed_since(self.cfg.up_period, 1);
+            let by_percent = (f64::from(start) * (1.0 + self.cfg.up_percent / 100.0)).ceil() as i32;
+            let limit = by_percent.max(start + self.cfg.up_pods);
+            desired = desired.min(limit.max(current));
+        } else if desired < current {
+            let start = current + changed_since(self.cfg.down_period, -1);
+            let limit = (f64::from(start) * (1.0 - self.cfg.down_percent / 100.0)).ceil() as i32;
+            desired = desired.max(limit.min(current));
+        }
+        if desired != current {
+            self.changes.push_back((t, desired - current));
+        }
+        let horizon = self.cfg.up_period.max(self.cfg.down_period);
+        while self.changes.front().is_some_and(|&(at, _)| at + horizon < t) {
+            self.changes.pop_front();
+        }
+        desired
+    }
+}
+
+/// KPA parameters. Defaults: Knative Serving `config-autoscaler`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KpaConfig {
+    /// `stable-window` (default 60 s).
+    pub stable_window: u32,
+    /// `panic-window-percentage` of the stable window (default 10 % → 6 s).
+    pub panic_window: u32,
+    /// `panic-threshold-percentage` (default 200 %).
+    pub panic_threshold: f64,
+    /// `container-concurrency-target-percentage` / `target-utilization` (default 70 %).
+    pub target_utilization: f64,
+    /// `max-scale-up-rate` (default 1000).
+    pub max_scale_up_rate: f64,
+    /// `max-scale-down-rate` (default 2).
+    pub max_scale_down_rate: f64,
+    /// Autoscaler tick (default 2 s).
+    pub tick: u32,
+}
+
+impl Default for KpaConfig {
+    fn default() -> Self {
+        Self {
+            stable_window: 60,
+            panic_window: 6,
+            panic_threshold: 2.0,
+            target_utilization: 0.7,
+            max_scale_up_rate: 1000.0,
+            max_scale_down_rate: 2.0,
+            tick: 2,
+        }
+    }
+}
+
+/// Knative Pod Autoscaler. Its `target` annotation is the spec's target ÷ the utilization, so the
+/// effective per-pod target is the same as every other policy's.
+pub struct Kpa {
+    cfg: KpaConfig,
+    panic_since: Option<u32>,
+    max_panic_pods: i32,
+}
+
+impl Kpa {
+    /// A KPA with `cfg`.
+    pub fn new(cfg: KpaConfig) -> Self {
+        Self { cfg, panic_since: None, max_panic_pods: 0 }
+    }
+}
+
+fn average(rps: &[f64], t: u32, window: u32) -> f64 {
+    // Queue-proxy statistics of the last complete seconds [t - window, t).
+    let end = t as usize;
+    let start = end.saturating_sub(window as usize);
+    if end == 0 || start >= end {
+        return rps.first().copied().unwrap_or(0.0);
+    }
+    let slice = &rps[start..end.min(rps.len())];
+    slice.iter().sum::<f64>() / slice.len().max(1) as f64
+}
+
+impl Policy for Kpa {
+    fn name(&self) -> String {
+        "kpa".into()
+    }
+
+    fn period(&self) -> u32 {
+        self.cfg.tick
+    }
+
+    fn decide(&mut self, view: &View<'_>) -> i32 {
+        let t = view.t;
+        let ready = f64::from(view.ready.max(1));
+        // target annotation (spec target ÷ utilization) × utilization = the spec's target.
+        let per_pod = view.config.target;
+        let stable = average(&view.trace.rps, t, self.cfg.stable_window);
+        let panic = average(&view.trace.rps, t, self.cfg.panic_window);
+        let max_up = (self.cfg.max_scale_up_rate * ready).ceil();
+        let max_down = (ready / self.cfg.max_scale_down_rate).floor();
+        let desired_stable = (stable / per_pod).ceil().clamp(max_down, max_up) as i32;
+        let desired_panic = (panic / per_pod).ceil().clamp(max_down, max_up) as i32;
+        let over = f64::from(desired_panic) / ready >= self.cfg.panic_threshold;
+        match self.panic_since {
+            None if over => self.panic_since = Some(t),
+            Some(_) if over => self.panic_since = Some(t),
+            Some(since) if t >= since + self.cfg.stable_window => {
+                self.panic_since = None;
+                self.max_panic_pods = 0;
+            }
+            _ => {}
+        }
+        if self.panic_since.is_some() {
+            // "We only scale up in panic mode": the panic count never decreases.
+            self.max_panic_pods = self.max_panic_pods.max(desired_panic);
+            self.max_panic_pods
+        } else {
+            desired_stable
+        }
+    }
+}
+
+/// Knows the whole trace; asks for exactly the pods needed `startup` seconds ahead.
+#[derive(Default)]
+pub struct Oracle {
+    need: Vec<i32>,
+}
+
+impl Policy for Oracle {
+    fn name(&self) -> String {
+        "oracle".into()
+    }
+
+    fn period(&self) -> u32 {
+        1
+    }
+
+    fn decide(&mut self, view: &View<'_>) -> i32 {
+        if self.need.is_empty() {
+            self.need =
+                view.trace.rps.iter().map(|d| (d / view.config.capacity - 1e-9).ceil().max(0.0) as i32).collect();
+        }
+        let t = view.t as usize;
+        let end = (t + view.config.startup as usize + 1).min(self.need.len());
+        self.need[t.min(end)..end].iter().copied().max().unwrap_or(0)
+    }
+}

@@ -1,0 +1,124 @@
+//! The CloudNativePG `Cluster` of one shard.
+//!
+//! Contract: pure. `instances` = `instancesPerShard`; the community image of `postgresVersion`
+//! ([`image_name`]); storage, resources, parameters and synchronous replication from the spec;
+//! anti-affinity across zones, `preferred` (see `docs/database.md`); `bootstrap.initdb` of
+//! database and owner [`APP_DATABASE`]; the Barman Cloud Plugin as WAL archiver only with
+//! `spec.database.backup`; the Mall, region and shard labels passed on to CloudNativePG's pods.
+
+use super::{APP_DATABASE, BARMAN_PLUGIN, Scope, cluster_name, object_store_name, shard_meta};
+use crate::build::names::{MALL_LABEL, REGION_LABEL, SHARD_LABEL};
+use crate::cnpg::cluster::{
+    Cluster, ClusterAffinity, ClusterBootstrap, ClusterBootstrapInitdb, ClusterInheritedMetadata, ClusterPlugins,
+    ClusterPostgresql, ClusterPostgresqlSynchronous, ClusterPostgresqlSynchronousDataDurability,
+    ClusterPostgresqlSynchronousMethod, ClusterResources, ClusterSpec, ClusterStorage,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use mall_crds::common::{ResourceAmounts, Resources};
+use mall_crds::database::{DataDurability, Synchronous};
+use std::collections::BTreeMap;
+
+/// Registry and repository of CloudNativePG's community PostgreSQL images.
+pub const IMAGE_REPOSITORY: &str = "ghcr.io/cloudnative-pg/postgresql";
+/// Tag suffix after the major version: the `standard` image (PGDG packages and common
+/// extensions, no Barman Cloud: the plugin brings its own) on Debian trixie.
+pub const IMAGE_FLAVOUR: &str = "standard-trixie";
+/// Topology the instances of a shard spread over.
+pub const ZONE_TOPOLOGY_KEY: &str = "topology.kubernetes.io/zone";
+
+/// `ghcr.io/cloudnative-pg/postgresql:<major>-standard-trixie`, following the major's newest minor.
+pub fn image_name(postgres_version: i32) -> String {
+    format!("{IMAGE_REPOSITORY}:{postgres_version}-{IMAGE_FLAVOUR}")
+}
+
+/// The `Cluster` of shard `shard` in `scope`.
+pub fn cluster(scope: &Scope<'_>, shard: i32) -> Cluster {
+    let db = &scope.mall.spec.database;
+    let plugins = db.backup.as_ref().map(|_| {
+        vec![ClusterPlugins {
+            name: BARMAN_PLUGIN.into(),
+            is_wal_archiver: Some(true),
+            parameters: Some(BTreeMap::from([("barmanObjectName".to_string(), object_store_name(scope))])),
+            ..ClusterPlugins::default()
+        }]
+    });
+    let mut inherited = BTreeMap::from([
+        (MALL_LABEL.to_string(), scope.mall_name().to_string()),
+        (SHARD_LABEL.to_string(), shard.to_string()),
+    ]);
+    if let Some(region) = scope.region {
+        inherited.insert(REGION_LABEL.into(), region.into());
+    }
+    Cluster {
+        metadata: shard_meta(scope, cluster_name(scope, shard), shard),
+        spec: ClusterSpec {
+            instances: i64::from(db.instances_per_shard),
+            image_name: Some(image_name(db.postgres_version)),
+            storage: Some(ClusterStorage {
+                size: Some(db.storage.size.clone()),
+                storage_class: db.storage.storage_class.clone(),
+                ..ClusterStorage::default()
+            }),
+            resources: resources(&db.resources),
+            postgresql: Some(ClusterPostgresql {
+                parameters: (!db.parameters.is_empty()).then(|| db.parameters.clone()),
+                synchronous: db.synchronous.as_ref().map(synchronous),
+                ..ClusterPostgresql::default()
+            }),
+            affinity: Some(ClusterAffinity {
+                enable_pod_anti_affinity: Some(true),
+                topology_key: Some(ZONE_TOPOLOGY_KEY.into()),
+                pod_anti_affinity_type: Some("preferred".into()),
+                ..ClusterAffinity::default()
+            }),
+            bootstrap: Some(ClusterBootstrap {
+                initdb: Some(ClusterBootstrapInitdb {
+                    database: Some(APP_DATABASE.into()),
+                    owner: Some(APP_DATABASE.into()),
+                    ..ClusterBootstrapInitdb::default()
+                }),
+                ..ClusterBootstrap::default()
+            }),
+            plugins,
+            inherited_metadata: Some(ClusterInheritedMetadata {
+                labels: Some(inherited),
+                ..ClusterInheritedMetadata::default()
+            }),
+            ..ClusterSpec::default()
+        },
+        status: None,
+    }
+}
+
+/// `{method: any, number, dataDurability}`.
+fn synchronous(s: &Synchronous) -> ClusterPostgresqlSynchronous {
+    ClusterPostgresqlSynchronous {
+        method: ClusterPostgresqlSynchronousMethod::Any,
+        number: i64::from(s.number),
+        data_durability: Some(match s.data_durability {
+            DataDurability::Required => ClusterPostgresqlSynchronousDataDurability::Required,
+            DataDurability::Preferred => ClusterPostgresqlSynchronousDataDurability::Preferred,
+        }),
+        failover_quorum: None,
+        max_standby_names_from_cluster: None,
+        standby_names_post: None,
+        standby_names_pre: None,
+    }
+}
+
+/// The spec's CPU/memory as CloudNativePG's `resources` (absent when the spec sets none).
+fn resources(r: &Resources) -> Option<ClusterResources> {
+    let list = |a: &Option<ResourceAmounts>| {
+        a.as_ref().map(|a| {
+            [("cpu", &a.cpu), ("memory", &a.memory)]
+                .into_iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), IntOrString::String(v.clone()))))
+                .collect::<BTreeMap<_, _>>()
+        })
+    };
+    (r.requests.is_some() || r.limits.is_some()).then(|| ClusterResources {
+        requests: list(&r.requests),
+        limits: list(&r.limits),
+        ..ClusterResources::default()
+    })
+}

@@ -1,0 +1,139 @@
+//! The database tier: sharded PostgreSQL composed from CloudNativePG and its Barman Cloud Plugin.
+//!
+//! Contract: pure, built AS the kopium types of `crate::cnpg` and serialized with
+//! [`resource_value`]. Per region (`<prefix>` = `<mall>[-<region>]`), in this order:
+//! - with `spec.database.backup`: one Barman Cloud `ObjectStore` `<prefix>-db-backup`, shared by
+//!   the region's shards (each archives below its own Cluster name, see [`backup`]);
+//! - per shard `i` (0-based): the CloudNativePG `Cluster` `<prefix>-db-<i>` ([`cluster`]), its
+//!   PgBouncer `Pooler` `<prefix>-db-<i>-pooler-rw` when pooling is enabled ([`pooler`]) and its
+//!   `ScheduledBackup` `<prefix>-db-<i>` with backups ([`backup`]);
+//! - the shard map ConfigMap `<prefix>-shardmap` ([`shardmap`], rule in [`shard`]).
+//!
+//! Every object has the Mall's labels (component [`COMPONENT`], per-shard objects also
+//! `mallctl.io/shard`) and the controller owner reference. NetworkPolicies of this tier live in
+//! `build::network`; [`tier`] returns both for a whole Mall. See `docs/database.md`.
+
+pub mod backup;
+pub mod cluster;
+pub mod pooler;
+pub mod shard;
+pub mod shardmap;
+
+pub use backup::{object_store, scheduled_backup};
+pub use cluster::{cluster, image_name};
+pub use pooler::pooler;
+pub use shard::shard_for;
+pub use shardmap::shard_map;
+
+use super::{BuildError, Scope, names::SHARD_LABEL, network};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use mall_crds::Mall;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Component name (label value) of every database-tier object.
+pub const COMPONENT: &str = "database";
+/// The Barman Cloud Plugin's name in CloudNativePG `plugins` and `pluginConfiguration`.
+pub const BARMAN_PLUGIN: &str = "barman-cloud.cloudnative-pg.io";
+/// Database and owner created by `bootstrap.initdb` in every shard.
+pub const APP_DATABASE: &str = "app";
+
+/// Why the database tier could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    /// A built object did not serialize (a bug, reported rather than panicking).
+    #[error("serializing {kind} {name}")]
+    Serialize {
+        /// Kind of the object.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Serializes a typed object of a kind with a static type (`DynamicType = ()`: kopium's types and
+/// k8s-openapi's), adding `apiVersion` and `kind`.
+pub fn resource_value<T>(object: &T) -> Result<Value, DatabaseError>
+where
+    T: Serialize + kube::Resource<DynamicType = ()>,
+{
+    let kind = T::kind(&()).into_owned();
+    let name = object.meta().name.clone().unwrap_or_default();
+    let mut value =
+        serde_json::to_value(object).map_err(|source| DatabaseError::Serialize { kind: kind.clone(), name, source })?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), Value::String(T::api_version(&()).into_owned()));
+        map.insert("kind".into(), Value::String(kind));
+    }
+    Ok(value)
+}
+
+/// `<prefix>-db-<shard>`: the shard's CloudNativePG `Cluster` (at most 50 characters, as
+/// CloudNativePG requires, given the Mall and region name limits).
+pub fn cluster_name(scope: &Scope<'_>, shard: i32) -> String {
+    scope.name(&format!("db-{shard}"))
+}
+/// `<cluster>-pooler-rw`: the shard's PgBouncer `Pooler` and its Service.
+pub fn pooler_name(scope: &Scope<'_>, shard: i32) -> String {
+    format!("{}-pooler-rw", cluster_name(scope, shard))
+}
+/// `<cluster>-app`: the Secret CloudNativePG creates for the `app` user.
+pub fn app_secret_name(scope: &Scope<'_>, shard: i32) -> String {
+    format!("{}-app", cluster_name(scope, shard))
+}
+/// `<prefix>-db-backup`: the region's Barman Cloud `ObjectStore`.
+pub fn object_store_name(scope: &Scope<'_>) -> String {
+    scope.name("db-backup")
+}
+/// `<prefix>-shardmap`: the shard map ConfigMap.
+pub fn shard_map_name(scope: &Scope<'_>) -> String {
+    scope.name("shardmap")
+}
+
+/// Metadata of a per-shard object: the tier's metadata plus the shard label.
+pub fn shard_meta(scope: &Scope<'_>, name: String, shard: i32) -> ObjectMeta {
+    let mut meta = scope.meta(name, COMPONENT);
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.insert(SHARD_LABEL.into(), shard.to_string());
+    }
+    meta
+}
+
+/// The database tier's CloudNativePG, plugin and ConfigMap objects in `scope` (order in the
+/// module header).
+pub fn build(scope: &Scope<'_>) -> Result<Vec<Value>, DatabaseError> {
+    let spec = &scope.mall.spec.database;
+    let mut out = Vec::new();
+    if let Some(backup) = &spec.backup {
+        out.push(resource_value(&object_store(scope, backup))?);
+    }
+    for shard in 0..spec.shards {
+        out.push(resource_value(&cluster(scope, shard))?);
+        if spec.pooling.enabled {
+            out.push(resource_value(&pooler(scope, shard))?);
+        }
+        if let Some(backup) = &spec.backup {
+            out.push(resource_value(&scheduled_backup(scope, shard, backup))?);
+        }
+    }
+    out.push(resource_value(&shard_map(scope))?);
+    Ok(out)
+}
+
+/// Every database-tier object of `mall`, region by region: the NetworkPolicies
+/// (`build::network`) then [`build`]'s objects. What the lead's acceptance applies to a real API
+/// server with the real CRDs.
+pub fn tier(mall: &Mall) -> Result<Vec<Value>, BuildError> {
+    let mut out = Vec::new();
+    for scope in Scope::all(mall) {
+        out.extend(network::build(&scope)?);
+        out.extend(build(&scope).map_err(|e| BuildError::Database(Box::new(e)))?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,276 @@
+//! The edge tier (in-cluster CDN), per region: Varnish in front of the storefront.
+//!
+//! Contract: pure. [`build`] turns a validated `spec.cdn` into a ConfigMap holding the generated
+//! VCL ([`vcl::vcl`], backend = the storefront Service's DNS name, port 80), a Deployment of
+//! Varnish pods (Pod Security `restricted`, spread across zones), its Service (port 80), a
+//! PodDisruptionBudget and a Gateway API `HTTPRoute` (`gateway.networking.k8s.io/v1`) attaching
+//! the domains to `spec.cdn.gateway`; the TLS Secret is noted on the route (annotation
+//! [`TLS_ANNOTATION`]) since the Gateway listener that terminates TLS is the user's.
+//!
+//! Purge on rollout: with `purgeOnRollout`, the pod template carries [`IMAGE_HASH_ANNOTATION`],
+//! a hash of the storefront image. A new storefront image changes it, so the edge pods roll and
+//! start with empty caches (Varnish `malloc` storage does not survive a restart): nothing cached
+//! from the old storefront is served by a new pod. No Job, no connection from the operator.
+
+pub mod vcl;
+
+use super::{BuildError, Scope, security, storefront, to_value};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PodSpec,
+    PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use mall_crds::CdnSpec;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+pub use vcl::{Backend, HEALTH_PATH, VclError};
+
+/// Component name (label value and name suffix).
+pub const COMPONENT: &str = "edge";
+/// Port Varnish listens on in the pod (unprivileged).
+pub const HTTP_PORT: i32 = 8080;
+/// UID of the official Varnish image's user.
+pub const UID: i64 = 1000;
+/// Varnish image.
+pub const IMAGE: &str = "varnish:7.6";
+/// Pod-template annotation: hash of the storefront image (rolls the edge when it changes).
+pub const IMAGE_HASH_ANNOTATION: &str = "mallctl.io/storefront-image-hash";
+/// HTTPRoute annotation naming the TLS Secret the Gateway listener should use.
+pub const TLS_ANNOTATION: &str = "mallctl.io/tls-secret";
+
+/// Why the edge tier could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    /// The VCL could not be generated.
+    #[error("generating the edge VCL")]
+    Vcl(#[source] VclError),
+    /// A built object did not serialize.
+    #[error("serializing the edge tier")]
+    Serialize(#[source] Box<BuildError>),
+    /// The HTTPRoute metadata did not serialize.
+    #[error("serializing the HTTPRoute metadata")]
+    Json(#[source] serde_json::Error),
+}
+
+/// The storefront as the edge reaches it: `<prefix>-storefront.<ns>.svc:80`.
+pub fn storefront_backend(scope: &Scope<'_>) -> Backend {
+    let service = scope.name(storefront::COMPONENT);
+    let host = match scope.namespace() {
+        Some(ns) => format!("{service}.{ns}.svc"),
+        None => service,
+    };
+    Backend { host, port: 80, health_path: scope.mall.spec.storefront.health_path.clone() }
+}
+
+/// The edge tier's children in `scope` (none without `spec.cdn`).
+pub fn build(scope: &Scope<'_>) -> Result<Vec<Value>, EdgeError> {
+    let Some(cdn) = &scope.mall.spec.cdn else { return Ok(Vec::new()) };
+    let name = scope.name(COMPONENT);
+    let ser = |e: BuildError| EdgeError::Serialize(Box::new(e));
+    let vcl = vcl::vcl(cdn, &storefront_backend(scope)).map_err(EdgeError::Vcl)?;
+    Ok(vec![
+        to_value(&config_map(scope, vcl), &name).map_err(ser)?,
+        to_value(&deployment(scope, cdn), &name).map_err(ser)?,
+        to_value(&service(scope), &name).map_err(ser)?,
+        to_value(&pdb(scope), &name).map_err(ser)?,
+        http_route(scope, cdn)?,
+    ])
+}
+
+/// The ConfigMap holding `default.vcl`.
+pub fn config_map(scope: &Scope<'_>, vcl: String) -> ConfigMap {
+    ConfigMap {
+        metadata: scope.meta(scope.name(COMPONENT), COMPONENT),
+        data: Some(BTreeMap::from([("default.vcl".to_string(), vcl)])),
+        ..ConfigMap::default()
+    }
+}
+
+/// FNV-1a 64 of `text` in hex: a stable, dependency-free fingerprint (not a security hash).
+pub fn fingerprint(text: &str) -> String {
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{hash:016x}")
+}
+
+/// The Varnish Deployment.
+pub fn deployment(scope: &Scope<'_>, cdn: &CdnSpec) -> Deployment {
+    let selector = scope.selector(COMPONENT);
+    let mut annotations = BTreeMap::new();
+    if cdn.purge_on_rollout {
+        annotations.insert(IMAGE_HASH_ANNOTATION.to_string(), fingerprint(&scope.mall.spec.storefront.image));
+    }
+    let probe = |failure: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(HEALTH_PATH.into()),
+            port: IntOrString::String("http".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(5),
+        failure_threshold: Some(failure),
+        timeout_seconds: Some(2),
+        ..Probe::default()
+    };
+    let mount =
+        |name: &str, path: &str| VolumeMount { name: name.into(), mount_path: path.into(), ..VolumeMount::default() };
+    let container = Container {
+        name: COMPONENT.into(),
+        image: Some(IMAGE.into()),
+        command: Some(
+            ["varnishd", "-F", "-f", "/etc/varnish/default.vcl", "-a", "http=:8080,HTTP", "-s"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([format!("malloc,{}", varnish_size(&cdn.cache_size))])
+                .chain(
+                    ["-n", "/var/lib/varnish/edge", "-T", "none", "-p", "feature=+http2"].iter().map(|s| s.to_string()),
+                )
+                .collect(),
+        ),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: HTTP_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(probe(2)),
+        liveness_probe: Some(probe(6)),
+        security_context: Some(security::container()),
+        volume_mounts: Some(vec![
+            mount("vcl", "/etc/varnish"),
+            mount("work", "/var/lib/varnish"),
+            mount("tmp", "/tmp"),
+        ]),
+        ..Container::default()
+    };
+    let empty = |name: &str, medium: Option<&str>| Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource { medium: medium.map(str::to_string), ..EmptyDirVolumeSource::default() }),
+        ..Volume::default()
+    };
+    Deployment {
+        metadata: scope.meta(scope.name(COMPONENT), COMPONENT),
+        spec: Some(DeploymentSpec {
+            replicas: Some(cdn.replicas),
+            selector: LabelSelector { match_labels: Some(selector.clone()), ..LabelSelector::default() },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::String("25%".into())),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            revision_history_limit: Some(5),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(scope.labels(COMPONENT)),
+                    annotations: (!annotations.is_empty()).then_some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    security_context: Some(security::pod(UID)),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(30),
+                    topology_spread_constraints: Some(vec![TopologySpreadConstraint {
+                        max_skew: 1,
+                        topology_key: "topology.kubernetes.io/zone".into(),
+                        when_unsatisfiable: "ScheduleAnyway".into(),
+                        label_selector: Some(LabelSelector { match_labels: Some(selector), ..Default::default() }),
+                        ..TopologySpreadConstraint::default()
+                    }]),
+                    volumes: Some(vec![
+                        Volume {
+                            name: "vcl".into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: scope.name(COMPONENT),
+                                default_mode: Some(0o444),
+                                ..ConfigMapVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                        empty("work", Some("Memory")),
+                        empty("tmp", None),
+                    ]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+/// A Kubernetes quantity as a Varnish size (`512Mi` → `512M`, binary units; `k`/`M`/`G` → bytes).
+pub fn varnish_size(quantity: &str) -> String {
+    match crate::build::cache::quantity_bytes(quantity) {
+        Some(bytes) if bytes % (1 << 20) == 0 => format!("{}M", bytes >> 20),
+        Some(bytes) => format!("{bytes}"),
+        None => "256M".into(),
+    }
+}
+
+/// The edge Service: port 80 to the pods' 8080.
+pub fn service(scope: &Scope<'_>) -> Service {
+    Service {
+        metadata: scope.meta(scope.name(COMPONENT), COMPONENT),
+        spec: Some(ServiceSpec {
+            selector: Some(scope.selector(COMPONENT)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// At most one edge pod voluntarily down at a time.
+pub fn pdb(scope: &Scope<'_>) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: scope.meta(scope.name(COMPONENT), COMPONENT),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector { match_labels: Some(scope.selector(COMPONENT)), ..Default::default() }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+/// The HTTPRoute: the domains, attached to `spec.cdn.gateway`, all paths to the edge Service.
+pub fn http_route(scope: &Scope<'_>, cdn: &CdnSpec) -> Result<Value, EdgeError> {
+    let mut meta = scope.meta(scope.name(COMPONENT), COMPONENT);
+    if let Some(tls) = &cdn.tls_secret_name {
+        meta.annotations = Some(BTreeMap::from([(TLS_ANNOTATION.to_string(), tls.clone())]));
+    }
+    let mut parent = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": cdn.gateway.name});
+    if let Some(ns) = &cdn.gateway.namespace {
+        parent["namespace"] = json!(ns);
+    }
+    if let Some(section) = &cdn.gateway.section_name {
+        parent["sectionName"] = json!(section);
+    }
+    Ok(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": serde_json::to_value(&meta).map_err(EdgeError::Json)?,
+        "spec": {
+            "parentRefs": [parent],
+            "hostnames": cdn.domains,
+            "rules": [{
+                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                "backendRefs": [{"group": "", "kind": "Service", "name": scope.name(COMPONENT), "port": 80}],
+            }],
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests;

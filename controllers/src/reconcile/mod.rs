@@ -1,0 +1,315 @@
+//! The Mall controller: one reconcile runs the pipeline validate → build → apply → status.
+//!
+//! Contract: [`reconcile`] is idempotent and level-triggered. An invalid spec sets
+//! `Degraded/InvalidSpec` and waits for a change; a missing composed CRD sets
+//! `Degraded/DependencyMissing` naming it and re-checks on a slow timer (no crash loop, no log
+//! spam); transient API errors back off exponentially per Mall, capped ([`error_policy`]). A
+//! converged Mall costs reads only: children whose live state already matches are not
+//! applied, and the status is written only when it changes. Time, randomness and metrics come
+//! in through [`Context`]'s small traits.
+
+pub mod apply;
+pub mod compare;
+pub mod kinds;
+pub mod secrets;
+pub mod status;
+
+use crate::build::{self, BuildError, Scope};
+use crate::validate;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use mall_crds::Mall;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Field manager of the status the reconciler writes.
+pub const STATUS_MANAGER: &str = build::names::FIELD_MANAGER;
+
+/// The wall clock (a trait so tests and simulators can set it).
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> Time;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::now())
+    }
+}
+
+/// 32 random bytes (a trait so tests can make them deterministic).
+pub trait Entropy: Send + Sync {
+    /// Fresh random bytes.
+    fn bytes32(&self) -> [u8; 32];
+}
+
+/// The operating system's RNG.
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn bytes32(&self) -> [u8; 32] {
+        rand::random()
+    }
+}
+
+/// What the reconciler reports to metrics.
+pub trait Metrics: Send + Sync {
+    /// A reconcile finished after `took`; `outcome` is `ok`, `invalid`, `dependency_missing` or an
+    /// error kind.
+    fn reconciled(&self, took: Duration, outcome: &str);
+    /// The Mall `namespace/name` now has `children` children.
+    fn children(&self, mall: &str, children: usize);
+    /// Writes made by one reconcile (applies, prunes, status).
+    fn writes(&self, count: usize);
+}
+
+/// Metrics that go nowhere.
+pub struct NoMetrics;
+
+impl Metrics for NoMetrics {
+    fn reconciled(&self, _: Duration, _: &str) {}
+    fn children(&self, _: &str, _: usize) {}
+    fn writes(&self, _: usize) {}
+}
+
+/// Shared state of the controller.
+pub struct Context {
+    /// API client (the operator's identity).
+    pub client: kube::Client,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Served kinds, cached.
+    pub kinds: kinds::Availability,
+    /// Clock.
+    pub clock: Box<dyn Clock>,
+    /// Randomness for generated credentials.
+    pub entropy: Box<dyn Entropy>,
+    /// Metrics sink.
+    pub metrics: Arc<dyn Metrics>,
+    /// How long before a Mall waiting on something no watch shows (a dependency to be
+    /// installed, a tier still starting) is looked at again.
+    pub recheck: Duration,
+    /// Consecutive failures per Mall, for backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context with the system clock, OS randomness and the given metrics.
+    pub fn new(client: kube::Client, reporter: &str, metrics: Arc<dyn Metrics>) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), reporter.to_string().into()),
+            client,
+            kinds: kinds::Availability::new(Duration::from_secs(30)),
+            clock: Box::new(SystemClock),
+            entropy: Box::new(OsEntropy),
+            metrics,
+            recheck: Duration::from_secs(60),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sets the recheck interval (served kinds are re-discovered at half of it).
+    pub fn with_recheck(mut self, recheck: Duration) -> Self {
+        self.recheck = recheck;
+        self.kinds = kinds::Availability::new(recheck / 2);
+        self
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Why a reconcile failed (transient: retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Mall has no namespace (the CRD is namespaced: a bug or a hand-made object).
+    #[error("the Mall has no namespace")]
+    NoNamespace,
+    /// Discovery failed.
+    #[error(transparent)]
+    Discovery(#[from] kinds::DiscoveryError),
+    /// Building children failed.
+    #[error("building children")]
+    Build(#[source] BuildError),
+    /// Reading or generating credentials failed.
+    #[error(transparent)]
+    Secrets(#[from] secrets::SecretsError),
+    /// Applying children failed.
+    #[error(transparent)]
+    Apply(#[from] apply::ApplyError),
+    /// Writing the status failed.
+    #[error("writing the status")]
+    Status(#[source] kube::Error),
+}
+
+impl Error {
+    /// Metric label of the error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NoNamespace => "no_namespace",
+            Error::Discovery(_) => "discovery",
+            Error::Build(_) => "build",
+            Error::Secrets(_) => "secrets",
+            Error::Apply(_) => "apply",
+            Error::Status(_) => "status",
+        }
+    }
+}
+
+/// Reconciles one Mall.
+pub async fn reconcile(mall: Arc<Mall>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let key = format!("{}/{}", mall.namespace().unwrap_or_default(), mall.name_any());
+    let result = reconcile_inner(&mall, &ctx).await;
+    match &result {
+        Ok((_, outcome)) => {
+            ctx.failures().remove(&key);
+            ctx.metrics.reconciled(started.elapsed(), outcome);
+        }
+        Err(e) => ctx.metrics.reconciled(started.elapsed(), e.kind()),
+    }
+    result.map(|(action, _)| action)
+}
+
+async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static str), Error> {
+    let namespace = mall.namespace().ok_or(Error::NoNamespace)?;
+    let name = mall.name_any();
+    let mut writes = 0;
+    if let Err(invalid) = validate::validate(mall) {
+        let observed = status::Observed { invalid: Some(invalid.to_string()), ..Default::default() };
+        let computed = status::compute(mall, &observed, ctx.clock.now());
+        if write_status(ctx, mall, &namespace, &computed).await? {
+            publish(ctx, mall, EventType::Warning, "InvalidSpec", &invalid.to_string()).await;
+        }
+        return Ok((Action::await_change(), "invalid"));
+    }
+    let served = ctx.kinds.served(&ctx.client).await?;
+    let credentials = secrets::CacheCredentials::resolve(&ctx.client, mall, &namespace, ctx.entropy.as_ref()).await?;
+    let children =
+        build::children_with(mall, &|scope: &Scope<'_>| credentials.for_scope(scope)).map_err(Error::Build)?;
+    let children = secrets::normalize(children);
+    let applied = apply::apply(&ctx.client, &namespace, &name, &children, &served).await?;
+    writes += applied.written.len() + applied.pruned.len();
+    ctx.metrics.children(&format!("{namespace}/{name}"), children.len());
+    if !applied.written.is_empty() {
+        let note = format!("applied {}", summarize(&applied.written));
+        publish(ctx, mall, EventType::Normal, "Applied", &note).await;
+    }
+    if !applied.pruned.is_empty() {
+        let note = format!("deleted {}", summarize(&applied.pruned));
+        publish(ctx, mall, EventType::Normal, "Pruned", &note).await;
+    }
+    let observed =
+        status::Observed { live: Some(&applied.live), missing: Some(&applied.missing), ..Default::default() };
+    let computed = status::compute(mall, &observed, ctx.clock.now());
+    if write_status(ctx, mall, &namespace, &computed).await? {
+        writes += 1;
+        if !applied.missing.is_empty() {
+            let deps: Vec<&str> = applied.missing.keys().copied().collect();
+            publish(ctx, mall, EventType::Warning, "DependencyMissing", &format!("missing {}", deps.join(", "))).await;
+        }
+    }
+    ctx.metrics.writes(writes);
+    let ready = computed.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+    let outcome = if applied.missing.is_empty() { "ok" } else { "dependency_missing" };
+    // Children's changes come back through the owned-object watches; the slow recheck covers
+    // what no watch shows (a CRD installed later, status of kinds not watched).
+    let next = if ready && applied.missing.is_empty() { ctx.recheck * 5 } else { ctx.recheck };
+    Ok((Action::requeue(next), outcome))
+}
+
+fn summarize(items: &[String]) -> String {
+    if items.len() <= 5 { items.join(", ") } else { format!("{} and {} more", items[..5].join(", "), items.len() - 5) }
+}
+
+/// Writes the reconciler's status fields when they differ from the live status; returns whether
+/// it wrote.
+async fn write_status(
+    ctx: &Context,
+    mall: &Mall,
+    namespace: &str,
+    computed: &status::ReconcilerStatus,
+) -> Result<bool, Error> {
+    let desired = serde_json::to_value(computed).unwrap_or_default();
+    let live = serde_json::to_value(&mall.status).unwrap_or_default();
+    if compare::is_subset(&desired, &live) {
+        return Ok(false);
+    }
+    tracing::debug!(mall = %mall.name_any(), desired = %desired, live = %live, "writing status");
+    let api: Api<Mall> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = serde_json::json!({
+        "apiVersion": format!("{}/{}", mall_crds::GROUP, mall_crds::VERSION),
+        "kind": "Mall",
+        "status": desired,
+    });
+    api.patch_status(&mall.name_any(), &PatchParams::apply(STATUS_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(Error::Status)?;
+    Ok(true)
+}
+
+async fn publish(ctx: &Context, mall: &Mall, type_: EventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &mall.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "could not publish an event");
+    }
+}
+
+/// What to do after a failed reconcile: exponential backoff per Mall (1 s doubling, capped at
+/// 5 minutes). Invalid specs never get here: they wait for a change inside [`reconcile`].
+pub fn error_policy(mall: Arc<Mall>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!("{}/{}", mall.namespace().unwrap_or_default(), mall.name_any());
+    let attempt = {
+        let mut failures = ctx.failures();
+        let n = failures.entry(key.clone()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = backoff(attempt);
+    tracing::warn!(mall = %key, attempt, retry_in = ?delay, error = %error_chain(error), "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Backoff after `attempt` consecutive failures: 1 s, 2 s, 4 s, ... capped at 300 s.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(9)).min(Duration::from_secs(300))
+}
+
+/// An error and its causes on one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(5), Duration::from_secs(16));
+        assert_eq!(backoff(30), Duration::from_secs(300));
+    }
+}

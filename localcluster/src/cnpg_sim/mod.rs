@@ -1,0 +1,331 @@
+//! A CloudNativePG STATUS SIMULATOR: a stand-in for tests and `mallctl dev` only, never part of
+//! the Mall operator or its image. On a real cluster the real CloudNativePG operator does this
+//! work; on the local control plane (kwok, no containers) no PostgreSQL pod can ever run, so
+//! this task plays the part CNPG's operator and instance managers play for a Cluster's status.
+//!
+//! # Contract
+//! [`CnpgSimulator::spawn`] starts one tokio task that watches `postgresql.cnpg.io/v1`
+//! `Cluster`s (and `Pooler`s) in all namespaces, or in [`SimulatorOptions::namespace`], and
+//! moves each Cluster's `.status` one step every [`SimulatorOptions::step`] the way CloudNativePG
+//! v1.30.1 documents and implements it (see [`model`], which cites the source for each
+//! transition; `C:` = `github.com/cloudnative-pg/cloudnative-pg@v1.30.1/` in the Go module cache,
+//! facts in `/work/shared/CLOUDNATIVEPG-FACTS.md`):
+//! - create with N instances: `Initialized=False/BootstrapPending` -> "Setting up primary"
+//!   (`targetPrimary=<c>-1`) -> "Waiting for the instances to become active" ->
+//!   `currentPrimary=<c>-1`, `timelineID=1` -> per further instance "Creating a new replica"
+//!   (lowest free serial) and "Waiting..." -> "Cluster in healthy state", `Ready=True`,
+//!   `Initialized=True/BootstrapCompleted`, `readyInstances=N`;
+//! - `spec.instances` changes: replicas are added the same way, or removed highest serial first;
+//! - [`CnpgSimulator::fail_instance`]: `readyInstances` drops; for the primary, the failover of
+//!   C:docs/src/failover.md ("Failing over", `targetPrimary=pending`, new primary = lowest Ready
+//!   serial, `timelineID+1`), then the old primary rejoins after
+//!   [`SimulatorOptions::rejoin_after`] and the cluster returns to healthy;
+//! - `Ready` mirrors the phase on every write; `ContinuousArchiving=True` once a primary runs
+//!   when the spec has a WAL archiver (plugin `isWALArchiver: true` or in-tree barmanObjectStore);
+//! - the `<c>-app` Secret and `<c>-rw`/`-ro`/`-r` Services, owned by the Cluster ([`objects`]);
+//! - a Pooler's `status.instances` = `spec.instances` and `status.phase` active/paused.
+//!
+//! Status is written by server-side apply on `/status`, field manager [`FIELD_MANAGER`]; build
+//! the client with [`client_from_kubeconfig`] so requests carry User-Agent [`FIELD_MANAGER`].
+//! State lives in memory; a restarted simulator rebuilds it from the written status.
+//! API errors are logged (`tracing`) and the step is retried on the next tick; the task only
+//! ends on [`CnpgSimulator::stop`] or drop.
+//!
+//! Not simulated: pods, PVCs, jobs, PDBs, the `-ca`/`-server`/`-replication`/`-superuser`
+//! Secrets, switchover requests, fencing, hibernation, replica clusters, backups, failover
+//! quorum and delays.
+
+pub mod model;
+pub mod objects;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use model::{ClusterSim, SpecView};
+
+/// Field manager and User-Agent of the simulator.
+pub const FIELD_MANAGER: &str = "cnpg-status-simulator";
+
+/// Errors of the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum CnpgSimError {
+    /// The client could not be built.
+    #[error("cannot build the simulator's client")]
+    Client {
+        /// The cause.
+        #[source]
+        source: crate::kubeconfig::KubeconfigError,
+    },
+    /// Writing a status failed.
+    #[error("cannot write the status of {object}")]
+    Status {
+        /// `Kind namespace/name`.
+        object: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Creating a Secret or Service failed.
+    #[error("cannot create {object}")]
+    Objects {
+        /// `Kind namespace/name`.
+        object: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// The simulator task is gone.
+    #[error("the CloudNativePG simulator is not running")]
+    Stopped,
+    /// The simulator task panicked.
+    #[error("the CloudNativePG simulator task failed")]
+    Join {
+        /// The cause.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// `fail_instance` named no known instance.
+    #[error("no simulated instance {cluster}-{serial} in namespace {namespace}")]
+    NoSuchInstance {
+        /// Namespace.
+        namespace: String,
+        /// Cluster name.
+        cluster: String,
+        /// Serial.
+        serial: u32,
+    },
+}
+
+/// Settings of the simulator.
+#[derive(Debug, Clone)]
+pub struct SimulatorOptions {
+    /// Time per step (one status transition per Cluster). Default 200 ms.
+    pub step: Duration,
+    /// How long a failed instance stays not Ready before it rejoins. Default 1 s.
+    pub rejoin_after: Duration,
+    /// Watch only this namespace (default: all).
+    pub namespace: Option<String>,
+}
+
+impl Default for SimulatorOptions {
+    fn default() -> Self {
+        SimulatorOptions { step: Duration::from_millis(200), rejoin_after: Duration::from_secs(1), namespace: None }
+    }
+}
+
+/// A kube client from a kubeconfig (e.g. [`crate::LocalCluster::kubeconfig`]) that sends
+/// User-Agent `cnpg-status-simulator`, so the audit log names the simulator.
+pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, CnpgSimError> {
+    crate::kubeconfig::client_from_kubeconfig(path, FIELD_MANAGER)
+        .await
+        .map_err(|source| CnpgSimError::Client { source })
+}
+
+enum Command {
+    Fail { namespace: String, cluster: String, serial: u32, reply: oneshot::Sender<bool> },
+}
+
+/// The running simulator. Dropping it aborts the task.
+pub struct CnpgSimulator {
+    commands: mpsc::UnboundedSender<Command>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("postgresql.cnpg.io", "v1", kind))
+}
+
+impl CnpgSimulator {
+    /// Starts the simulator on the current tokio runtime.
+    pub fn spawn(client: kube::Client, opts: SimulatorOptions) -> CnpgSimulator {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (stop, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(run(client, opts, rx, stop_rx));
+        CnpgSimulator { commands, stop: Some(stop), task: Some(task) }
+    }
+
+    /// Fault injection: instance `<cluster>-<serial>` in `namespace` stops being Ready (see the
+    /// module documentation for what follows).
+    pub async fn fail_instance(&self, namespace: &str, cluster: &str, serial: u32) -> Result<(), CnpgSimError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Fail { namespace: namespace.to_string(), cluster: cluster.to_string(), serial, reply };
+        self.commands.send(cmd).map_err(|_| CnpgSimError::Stopped)?;
+        match rx.await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(CnpgSimError::NoSuchInstance {
+                namespace: namespace.to_string(),
+                cluster: cluster.to_string(),
+                serial,
+            }),
+            Err(_) => Err(CnpgSimError::Stopped),
+        }
+    }
+
+    /// Stops the task and waits for it.
+    pub async fn stop(mut self) -> Result<(), CnpgSimError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.map_err(|source| CnpgSimError::Join { source }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for CnpgSimulator {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// One watched Cluster.
+struct Tracked {
+    object: DynamicObject,
+    sim: ClusterSim,
+    objects_done: bool,
+}
+
+type Key = (String, String);
+
+fn key_of(obj: &DynamicObject) -> Option<Key> {
+    Some((obj.metadata.namespace.clone()?, obj.metadata.name.clone()?))
+}
+
+async fn run(
+    client: kube::Client,
+    opts: SimulatorOptions,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let api = |kind: &str| match &opts.namespace {
+        Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource(kind)),
+        None => Api::<DynamicObject>::all_with(client.clone(), &resource(kind)),
+    };
+    let clusters_api = api("Cluster");
+    let poolers_api = api("Pooler");
+    let mut clusters = watcher(clusters_api, watcher::Config::default()).default_backoff().boxed();
+    let mut poolers = watcher(poolers_api, watcher::Config::default()).default_backoff().boxed();
+    let mut tracked: BTreeMap<Key, Tracked> = BTreeMap::new();
+    let mut relisted: BTreeSet<Key> = BTreeSet::new();
+    let mut ticker = tokio::time::interval(opts.step);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            Some(cmd) = commands.recv() => match cmd {
+                Command::Fail { namespace, cluster, serial, reply } => {
+                    let ok = tracked
+                        .get_mut(&(namespace, cluster))
+                        .is_some_and(|t| t.sim.fail_instance(serial, Instant::now()));
+                    let _ = reply.send(ok);
+                }
+            },
+            Some(event) = clusters.next() => match event {
+                Ok(watcher::Event::Init) => relisted.clear(),
+                Ok(watcher::Event::InitApply(obj)) => {
+                    if let Some(key) = key_of(&obj) {
+                        relisted.insert(key);
+                    }
+                    observe(&mut tracked, obj);
+                }
+                Ok(watcher::Event::InitDone) => tracked.retain(|k, _| relisted.contains(k)),
+                Ok(watcher::Event::Apply(obj)) => observe(&mut tracked, obj),
+                Ok(watcher::Event::Delete(obj)) => {
+                    if let Some(key) = key_of(&obj) {
+                        tracked.remove(&key);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "CNPG simulator: Cluster watch error"),
+            },
+            Some(event) = poolers.next() => match event {
+                Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                    if let Err(e) = pooler_status(&client, &obj).await {
+                        tracing::warn!(error = %e, "CNPG simulator: Pooler status");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "CNPG simulator: Pooler watch error"),
+            },
+            _ = ticker.tick() => {
+                for t in tracked.values_mut() {
+                    if let Err(e) = advance(&client, t, &opts).await {
+                        tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "CNPG simulator step");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Records the newest version of a Cluster; a new uid starts a new simulation.
+fn observe(tracked: &mut BTreeMap<Key, Tracked>, obj: DynamicObject) {
+    let Some(key) = key_of(&obj) else { return };
+    if obj.metadata.deletion_timestamp.is_some() {
+        tracked.remove(&key);
+        return;
+    }
+    match tracked.get_mut(&key) {
+        Some(t) if t.object.metadata.uid == obj.metadata.uid => t.object = obj,
+        _ => {
+            let status = obj.data.get("status").cloned().unwrap_or(Value::Null);
+            let sim = ClusterSim::from_status(&key.1, &status);
+            tracked.insert(key, Tracked { object: obj, sim, objects_done: false });
+        }
+    }
+}
+
+/// One step of one Cluster: its objects (first), then at most one status write.
+async fn advance(client: &kube::Client, t: &mut Tracked, opts: &SimulatorOptions) -> Result<(), CnpgSimError> {
+    let spec = SpecView::from_object(&t.object.data);
+    let Some(status) = t.sim.step(&spec, Instant::now(), opts.rejoin_after) else { return Ok(()) };
+    if !t.objects_done {
+        objects::ensure_objects(client, &t.object).await?;
+        t.objects_done = true;
+    }
+    let (ns, name) = key_of(&t.object).unwrap_or_default();
+    let patch = json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "status": status});
+    let api = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &resource("Cluster"));
+    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(|source| CnpgSimError::Status { object: format!("Cluster {ns}/{name}"), source })?;
+    t.sim.mark_written(status);
+    Ok(())
+}
+
+/// C:internal/controller/pooler_status.go: `instances` from the Deployment's replicas (here
+/// `spec.instances`, default 1), phase `paused` while `spec.pgbouncer.paused`, else `active`.
+async fn pooler_status(client: &kube::Client, obj: &DynamicObject) -> Result<(), CnpgSimError> {
+    let (Some(ns), Some(name)) = (obj.metadata.namespace.clone(), obj.metadata.name.clone()) else { return Ok(()) };
+    let spec = &obj.data["spec"];
+    let instances = spec["instances"].as_i64().unwrap_or(1);
+    let (phase, reason) = if spec["pgbouncer"]["paused"].as_bool() == Some(true) {
+        ("paused", "pgbouncer is paused")
+    } else {
+        ("active", "")
+    };
+    let status = &obj.data["status"];
+    if status["instances"].as_i64() == Some(instances) && status["phase"].as_str() == Some(phase) {
+        return Ok(());
+    }
+    let mut body = json!({"instances": instances, "phase": phase});
+    if !reason.is_empty() {
+        body["phaseReason"] = json!(reason);
+    }
+    let patch = json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Pooler", "status": body});
+    let api = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &resource("Pooler"));
+    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(|source| CnpgSimError::Status { object: format!("Pooler {ns}/{name}"), source })?;
+    Ok(())
+}
