@@ -161,7 +161,7 @@ pub struct ScalingEvent {
 }
 
 fn default_stabilization() -> String {
-    "60s".into()
+    "120s".into()
 }
 fn default_down_percent() -> i32 {
     50

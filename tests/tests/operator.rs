@@ -107,6 +107,33 @@ async fn examples_converge_cost_nothing_when_converged_and_clean_up() {
         assert!(!conditions.iter().any(|c| c.type_ == "ReplicaFailure" && c.status == "True"), "{conditions:?}");
     }
 
+    // Pod Security "restricted" admitted every pod the operator asked for: every workload in
+    // the namespace has all its replicas ready and no ReplicaFailure.
+    for d in deployments.list(&Default::default()).await.unwrap() {
+        let name = d.metadata.name.clone().unwrap_or_default();
+        let status = d.status.unwrap_or_default();
+        let replicas = d.spec.and_then(|s| s.replicas).unwrap_or(1);
+        assert_eq!(status.ready_replicas.unwrap_or(0), replicas, "Deployment {name} not fully admitted/ready");
+        let failed = status
+            .conditions
+            .unwrap_or_default()
+            .into_iter()
+            .any(|c| c.type_ == "ReplicaFailure" && c.status == "True");
+        assert!(!failed, "Deployment {name} has ReplicaFailure");
+    }
+    let statefulsets: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(env.client.clone(), NS);
+    let sts = statefulsets.list(&Default::default()).await.unwrap();
+    assert!(!sts.items.is_empty(), "the cache tier has StatefulSets");
+    for s in sts {
+        let name = s.metadata.name.clone().unwrap_or_default();
+        let replicas = s.spec.and_then(|sp| sp.replicas).unwrap_or(1);
+        assert_eq!(
+            s.status.and_then(|st| st.ready_replicas).unwrap_or(0),
+            replicas,
+            "StatefulSet {name} not fully ready"
+        );
+    }
+
     // A converged Mall costs nothing: 100 reconciles triggered through an owned object, 0 writes.
     let user = format!("system:serviceaccount:{OPERATOR_NS}:mall-mall-operator");
     if env.local.is_some() {

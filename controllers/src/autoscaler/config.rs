@@ -93,8 +93,13 @@ impl TierConfig {
 
     /// Replicas (per shard) needed to carry `load` (the tier's total) at the target, unclamped.
     pub fn replicas_for(&self, load: f64) -> i32 {
+        self.replicas_at(load, self.target_per_replica)
+    }
+
+    /// Replicas (per shard) needed to carry `load` at `per_replica` per serving node, unclamped.
+    pub fn replicas_at(&self, load: f64, per_replica: f64) -> i32 {
         let per_shard = load.max(0.0) / f64::from(self.shards);
-        let nodes = (per_shard / self.target_per_replica - 1e-9).ceil();
+        let nodes = (per_shard / per_replica.max(f64::MIN_POSITIVE) - 1e-9).ceil();
         // Saturating float-to-int conversion; loads are far below i32::MAX targets.
         (nodes as i32).saturating_sub(self.extra_serving_nodes)
     }
@@ -137,10 +142,16 @@ pub struct Tuning {
     pub initial_startup: Duration,
     /// Extra look-ahead added to the start-up time for projections (metrics pipeline delay).
     pub pipeline_delay: Duration,
-    /// Longest projection, as a multiple of the current load.
+    /// Longest projection, as a multiple of the current load (4, the default `scaleUp` factor).
     pub max_projection_factor: f64,
     /// Event capacity is released once observed load reached this share of the expected load.
     pub event_confirm_share: f64,
+    /// `targetPerReplica` as a share of what one replica can serve (0.7, Knative's default
+    /// target utilization): the target keeps headroom for load nobody announced.
+    pub target_utilization: f64,
+    /// Margin over an announced event's expected load, which its capacity carries at what the
+    /// replicas can serve (target ÷ `target_utilization`) rather than at the target.
+    pub event_headroom: f64,
     /// Steady load within this fraction of the current size's target keeps the size (0.1, the
     /// HPA's default tolerance).
     pub steady_tolerance: f64,
@@ -157,6 +168,8 @@ impl Default for Tuning {
             pipeline_delay: Duration::from_secs(15),
             max_projection_factor: 4.0,
             event_confirm_share: 0.5,
+            target_utilization: 0.7,
+            event_headroom: 0.1,
             steady_tolerance: 0.1,
         }
     }

@@ -186,8 +186,10 @@ impl Engine {
     fn plan(&self, s: &Signals, horizon: f64, replicas: i32, target: f64) -> LoadPlan {
         let thr = self.cfg.tuning.surge_threshold;
         if s.current > s.stable * (1.0 + thr) {
-            // A trend is projected no further ahead than it has been observed, and at most one
-            // start-up (+ pipeline delay) ahead: a step is not mistaken for an endless ramp.
+            // The trend is projected to when replicas asked for now are Ready (start-up +
+            // pipeline delay), bounded by `max_projection_factor` × the load. A step mistaken for
+            // a ramp costs little: the next reading withdraws the replicas still starting (see
+            // `Limiter::apply`), and only the observed need enters the stabilization window.
             let rising = s.slope.max(0.0);
             let ahead = horizon;
             let projected = (s.current + rising * ahead).min(s.current * self.cfg.tuning.max_projection_factor);
@@ -261,6 +263,10 @@ impl Engine {
                     self.storefront.surge_until = t + tuning.surge_hold.as_secs_f64();
                 }
                 let mut rec = sf_cfg.replicas_for(plan.load);
+                // ... and its capacity bounds what a forecast adds to the observed load.
+                if let Some(f) = floor.as_ref().filter(|f| f.capacity > 0) {
+                    rec = rec.min(f.capacity.max(sf_cfg.replicas_for(s.current)));
+                }
                 let mut need = sf_cfg.replicas_for(s.current.min(plan.load));
                 let mut hold_down = t < self.storefront.surge_until;
                 if let (Some(slo), Some(p99)) = (self.cfg.latency_slo, obs.p99_latency) {
@@ -385,6 +391,9 @@ impl Engine {
             pipeline_delay: self.cfg.tuning.pipeline_delay.as_secs_f64(),
             stabilization: self.cfg.down_stabilization.as_secs_f64(),
             confirm_share: self.cfg.tuning.event_confirm_share,
+            replica_capacity: self.cfg.storefront.target_per_replica
+                / self.cfg.tuning.target_utilization.clamp(0.1, 1.0),
+            headroom: self.cfg.tuning.event_headroom,
         };
         let mut best: Option<Floor> = None;
         for (event, state) in self.cfg.events.iter().zip(self.events.iter_mut()) {

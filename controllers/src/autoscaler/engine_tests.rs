@@ -183,7 +183,8 @@ fn announced_event_capacity_is_ready_at_start_and_released_after_its_traffic() {
     let armed = d.step(3000, Some(1000.0));
     assert!(armed.tiers[0].reason.contains("armed"), "{}", armed.tiers[0].reason);
     d.run(3005, 3600, |_| 1000.0);
-    assert_eq!(d.ready, 80, "8 × 1000/s at 100 per replica Ready at the start");
+    // 8 × 1000/s + 10 % margin at what a replica serves (100 ÷ 0.7): ceil(8800 / 142.86) = 62.
+    assert_eq!(d.ready, 62, "the announced peak is carried at the replicas' capacity, Ready at the start");
     // Traffic arrives; once it is seen the floor goes, and the size follows the load gradually.
     d.run(3600, 3700, |_| 6000.0);
     assert!(d.replicas >= 60);
@@ -254,4 +255,21 @@ fn latency_breach_scales_up_even_at_target_load() {
     let d = engine.decide(at(120), &obs(0.45));
     assert_eq!(d.target(Tier::Storefront), Some(15), "{d:?}");
     assert!(d.tiers[0].reason.contains("p99"), "{}", d.tiers[0].reason);
+}
+
+#[test]
+fn a_step_projected_as_a_ramp_withdraws_the_starting_replicas_at_the_next_reading() {
+    let mut d = Driver::new(config(json!({})), 10);
+    d.run(0, 300, |_| 1000.0);
+    // The first reading of a step looks like a steep ramp: sized for where it would be.
+    d.step(300, Some(4000.0));
+    let forecast = d.step(305, Some(4000.0));
+    assert!(d.replicas > 60, "projected beyond the observed 4000/s: {}", forecast.tiers[0].reason);
+    // The next scrape shows a plateau: the replicas still starting beyond its need go at once,
+    // while a surge is active, and Ready capacity is untouched.
+    let next = d.step(315, Some(4010.0));
+    let sf = next.tier(Tier::Storefront).unwrap();
+    assert!((41..=45).contains(&sf.to), "{sf:?}");
+    assert!(sf.reason.contains("withdrawn"), "{}", sf.reason);
+    assert_eq!(d.ready, 10, "nothing was Ready yet");
 }

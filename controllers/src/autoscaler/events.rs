@@ -1,7 +1,9 @@
 //! Announced promotions (`spec.autoscaling.events`): the storefront capacity floor they impose.
 //!
 //! Contract: pure. An event arms at `start − warmup` (the baseline — the stable load then — is
-//! frozen), requests its capacity (`baseline × multiplier ÷ target`, at least `minReplicas`) one
+//! frozen), requests its capacity (the expected load `baseline × multiplier` plus a margin, at
+//! what the replicas can serve — target ÷ utilization: the peak is announced, so the target's
+//! headroom for unannounced growth is not added on top — and at least `minReplicas`) one
 //! lead time before `start` (the learned start-up time — the slowest recent one — plus the
 //! metrics delay, within the warmup) so it is Ready at `start`, and holds it until the expected
 //! traffic has been observed (`event_confirm_share` of it), one stabilization window has passed
@@ -22,6 +24,8 @@ pub struct EventState {
 pub struct Floor {
     /// Replicas that must exist now (0 = no floor).
     pub replicas: i32,
+    /// The event's capacity once requested (0 before): bounds forecasts until `end`.
+    pub capacity: i32,
     /// Load the event expects, for the coordination of other tiers.
     pub expected_load: f64,
     /// Why.
@@ -44,6 +48,10 @@ pub struct Now {
     pub stabilization: f64,
     /// Share of the expected load that confirms the event's traffic has arrived.
     pub confirm_share: f64,
+    /// Load one replica can serve (target ÷ target utilization).
+    pub replica_capacity: f64,
+    /// Margin over the expected load.
+    pub headroom: f64,
 }
 
 fn secs(t: chrono::DateTime<chrono::Utc>) -> f64 {
@@ -64,7 +72,11 @@ pub fn floor(event: &EventConfig, state: &mut EventState, now: &Now, tier: &Tier
         (Some(m), Some(b)) => b * m,
         _ => 0.0,
     };
-    let by_load = if expected_load > 0.0 { tier.replicas_for(expected_load) } else { 0 };
+    let by_load = if expected_load > 0.0 {
+        tier.replicas_at(expected_load * (1.0 + now.headroom.max(0.0)), now.replica_capacity)
+    } else {
+        0
+    };
     let capacity = tier.clamp(by_load.max(event.min_replicas.unwrap_or(0)));
     let expected_load = expected_load.max(f64::from(capacity) * tier.target_per_replica);
     let lead = (now.startup + now.pipeline_delay).min(warmup);
@@ -76,7 +88,7 @@ pub fn floor(event: &EventConfig, state: &mut EventState, now: &Now, tier: &Tier
             capacity,
             lead
         );
-        return Some(Floor { replicas: 0, expected_load: 0.0, reason });
+        return Some(Floor { replicas: 0, capacity: 0, expected_load: 0.0, reason });
     }
     if !state.confirmed && now.current.is_some_and(|c| c >= now.confirm_share * expected_load) {
         state.confirmed = true;
@@ -85,7 +97,7 @@ pub fn floor(event: &EventConfig, state: &mut EventState, now: &Now, tier: &Tier
         let why = if state.confirmed { "its traffic arrived" } else { "one stabilization window passed" };
         let reason = format!("event {}: capacity released ({why}); following observed load", event.name);
         // The expected load still bounds forecasts until the end.
-        return Some(Floor { replicas: 0, expected_load, reason });
+        return Some(Floor { replicas: 0, capacity, expected_load, reason });
     }
     let reason = format!(
         "event {}: {} replicas for {:.0}/s expected ({}) Ready by the start",
@@ -97,5 +109,5 @@ pub fn floor(event: &EventConfig, state: &mut EventState, now: &Now, tier: &Tier
             None => "minReplicas".to_string(),
         }
     );
-    Some(Floor { replicas: capacity, expected_load, reason })
+    Some(Floor { replicas: capacity, capacity, expected_load, reason })
 }

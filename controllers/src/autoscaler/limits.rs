@@ -3,8 +3,9 @@
 //!
 //! Contract: pure state machine. [`Limiter::apply`] turns a recommendation into the replicas
 //! allowed now and says which limit bound it; it never moves away from the recommendation
-//! (a limit only slows a change down). The scale-down limits (stabilization, rate, `hold_down`)
-//! protect serving capacity: they hold Ready replicas and replicas the observed load needs, but
+//! (a limit only slows a change down). `hold_down` keeps the highest observed need since it was
+//! raised; the scale-down limits (stabilization, rate, hold) protect serving capacity: they hold
+//! Ready replicas and replicas the observed load needs, but
 //! replicas still starting that neither the recommendation nor the observed need wants (a
 //! forecast the newer data no longer supports) are withdrawn at once — they serve nothing yet.
 
@@ -45,6 +46,8 @@ pub enum Bound {
 pub struct Limiter {
     recommendations: VecDeque<(f64, i32)>,
     decided: VecDeque<(f64, i32)>,
+    /// Highest observed need since `hold_down` was last raised (0 when not holding).
+    held_need: i32,
 }
 
 const MINUTE: f64 = 60.0;
@@ -74,22 +77,24 @@ impl Limiter {
         while self.decided.front().is_some_and(|&(t, _)| t <= now - MINUTE) {
             self.decided.pop_front();
         }
-        let stabilized = self.recommendations.iter().map(|&(_, r)| r).max().unwrap_or(rec);
+        // A hold (active surge, latency breach) keeps the highest observed need since it began,
+        // whatever the window; replicas only a forecast asked for go at the scale-down rate.
+        self.held_need = if hold_down { self.held_need.max(observed_need.min(rec)) } else { 0 };
+        let window = self.recommendations.iter().map(|&(_, r)| r).max().unwrap_or(rec);
+        let stabilized = window.max(self.held_need);
         let (mut to, mut bound) = if rec > current {
             let by_factor = (f64::from(current) * limits.up_factor).ceil() as i32;
             let cap = by_factor.max(current.saturating_add(limits.up_min_pods));
             if rec > cap { (cap, Bound::UpRate) } else { (rec, Bound::None) }
         } else if rec == current {
             (current, Bound::None)
-        } else if hold_down {
-            (current, Bound::Hold)
         } else {
             let stabilized = stabilized.min(current);
             let minute_ago = self.decided.iter().map(|&(_, r)| r).max().unwrap_or(current).max(current);
             let by_percent = (f64::from(minute_ago) * (1.0 - limits.down_percent_per_minute / 100.0)).ceil() as i32;
             let floor = by_percent.min(minute_ago - 1);
             if stabilized > rec && stabilized >= floor {
-                (stabilized, Bound::Stabilization)
+                (stabilized, if self.held_need > window { Bound::Hold } else { Bound::Stabilization })
             } else if floor > rec {
                 (floor.min(current), Bound::DownRate)
             } else {
@@ -143,10 +148,19 @@ mod tests {
     }
 
     #[test]
-    fn hold_refuses_scale_down_and_small_counts_still_shrink() {
-        let mut l = Limiter::default();
-        assert_eq!(l.apply(0.0, 10, 10, 5, 5, true, &LIMITS), (10, Bound::Hold));
+    fn hold_keeps_the_observed_need_and_small_counts_still_shrink() {
         let fast = Limits { stabilization: 0.0, ..LIMITS };
+        let mut l = Limiter::default();
+        assert_eq!(l.apply(0.0, 10, 10, 10, 10, true, &fast), (10, Bound::None));
+        // A dip during the hold: the need seen since it began is kept even without a window.
+        assert_eq!(l.apply(5.0, 10, 10, 3, 3, true, &fast), (10, Bound::Hold));
+        // Replicas only a forecast asked for (need 5 of 10) go at the scale-down rate meanwhile.
+        let mut l = Limiter::default();
+        assert_eq!(l.apply(0.0, 10, 10, 5, 5, true, &fast), (8, Bound::DownRate));
+        // Hold over: the window (none here) and the rate apply.
+        let mut l = Limiter::default();
+        l.apply(0.0, 10, 10, 10, 10, true, &fast);
+        assert_eq!(l.apply(5.0, 10, 10, 3, 3, false, &fast), (8, Bound::DownRate));
         let mut l = Limiter::default();
         assert_eq!(l.apply(0.0, 2, 2, 1, 1, false, &fast), (1, Bound::None), "20 % of 2 rounds to one pod, not zero");
     }

@@ -68,12 +68,13 @@ pub struct Hpa {
     recommendations: VecDeque<(u32, i32)>,
     changes: VecDeque<(u32, i32)>,
     cached: Option<(u32, f64)>,
+    first_sync: bool,
 }
 
 impl Hpa {
     /// An HPA with `cfg`.
     pub fn new(cfg: HpaConfig) -> Self {
-        Self { cfg, recommendations: VecDeque::new(), changes: VecDeque::new(), cached: None }
+        Self { cfg, recommendations: VecDeque::new(), changes: VecDeque::new(), cached: None, first_sync: true }
     }
 
     fn metric(&mut self, view: &View<'_>) -> f64 {
@@ -109,15 +110,25 @@ impl Policy for Hpa {
         // replica_calculator.go, GetExternalPerPodMetricReplicas.
         let ratio = metric / (target * f64::from(current));
         let rec = if (ratio - 1.0).abs() <= self.cfg.tolerance { current } else { (metric / target).ceil() as i32 };
-        // horizontal.go, stabilizeRecommendationWithBehaviors.
+        // horizontal.go, maybeInitScaleDownStabilizationWindow: the first sync seeds the
+        // scale-down window with the current count.
+        if self.first_sync && self.cfg.down_stabilization > 0 {
+            self.recommendations.push_back((t, current));
+        }
+        self.first_sync = false;
+        // horizontal.go, stabilizeRecommendationWithBehaviors: past recommendations count while
+        // strictly younger than the window (`timestamp.After(now - window)`), the current one
+        // always. A real sync comes one period plus its processing time after the previous
+        // one, so the recommendation exactly `window` seconds old here is just outside in the
+        // real controller: strict `<` keeps the same number of syncs.
+        let within = |w: u32| self.recommendations.iter().filter(move |&&(at, _)| at + w > t).map(|&(_, r)| r);
+        let up_floor = within(self.cfg.up_stabilization).chain([rec]).min().unwrap_or(rec);
+        let down_ceiling = within(self.cfg.down_stabilization).chain([rec]).max().unwrap_or(rec);
         self.recommendations.push_back((t, rec));
         let keep = self.cfg.up_stabilization.max(self.cfg.down_stabilization);
-        while self.recommendations.front().is_some_and(|&(at, _)| at + keep < t) {
+        while self.recommendations.front().is_some_and(|&(at, _)| at + keep <= t) {
             self.recommendations.pop_front();
         }
-        let within = |w: u32| self.recommendations.iter().filter(move |&&(at, _)| at + w >= t).map(|&(_, r)| r);
-        let up_floor = within(self.cfg.up_stabilization).min().unwrap_or(rec);
-        let down_ceiling = within(self.cfg.down_stabilization).max().unwrap_or(rec);
         let mut desired = current;
         if desired < up_floor {
             desired = up_floor;
@@ -125,17 +136,17 @@ impl Policy for Hpa {
         if desired > down_ceiling {
             desired = down_ceiling;
         }
-        // convertDesiredReplicasWithBehaviorRate: limits relative to the count at period start.
-        let changed_since = |period: u32, sign: i32| -> i32 {
-            self.changes.iter().filter(|&&(at, d)| at + period > t && d.signum() == sign).map(|&(_, d)| d.abs()).sum()
-        };
+        // convertDesiredReplicasWithBehaviorRate: limits relative to the count at period start
+        // (`current - added + deleted` within the period, events strictly younger than it).
+        let net_since =
+            |period: u32| -> i32 { self.changes.iter().filter(|&&(at, _)| at + period > t).map(|&(_, d)| d).sum() };
         if desired > current {
-            let start = current - changed_since(self.cfg.up_period, 1);
+            let start = current - net_since(self.cfg.up_period);
             let by_percent = (f64::from(start) * (1.0 + self.cfg.up_percent / 100.0)).ceil() as i32;
             let limit = by_percent.max(start + self.cfg.up_pods);
             desired = desired.min(limit.max(current));
         } else if desired < current {
-            let start = current + changed_since(self.cfg.down_period, -1);
+            let start = current - net_since(self.cfg.down_period);
             let limit = (f64::from(start) * (1.0 - self.cfg.down_percent / 100.0)).ceil() as i32;
             desired = desired.max(limit.min(current));
         }
