@@ -10,8 +10,16 @@ use serde_json::Value;
 
 /// Prints the CRD as YAML.
 pub fn print_crd() -> anyhow::Result<()> {
-    print!("{}", crd_yaml()?);
-    Ok(())
+    emit(&crd_yaml()?)
+}
+
+/// Writes to stdout; a reader that went away (`mallctl render | head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
 }
 
 /// The CRD as YAML text (what `charts/mall-operator/crds/mall.yaml` holds).
@@ -36,12 +44,15 @@ pub fn run(file: &str, format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json => {
             let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
-            println!("{}", serde_json::to_string_pretty(&list)?);
+            emit(&format!("{}\n", serde_json::to_string_pretty(&list)?))?;
         }
         Format::Yaml => {
+            let mut text = String::new();
             for object in &objects {
-                print!("---\n{}", serde_saphyr::to_string(object)?);
+                text.push_str("---\n");
+                text.push_str(&serde_saphyr::to_string(object)?);
             }
+            emit(&text)?;
         }
     }
     Ok(())

@@ -142,3 +142,26 @@ fn usage_errors_exit_2() {
     assert_eq!(mallctl(&["validate"]).status.code(), Some(2));
     assert_eq!(mallctl(&["frobnicate"]).status.code(), Some(2));
 }
+
+#[test]
+fn render_into_a_closed_pipe_does_not_panic() {
+    use std::io::Read;
+    // Far more output than a pipe buffers (64 KiB), so writes happen after the reader left.
+    let one = std::fs::read_to_string(root().join("examples/production.yaml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let many = dir.path().join("many.yaml");
+    std::fs::write(&many, vec![one; 20].join("\n---\n")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mallctl"))
+        .args(["render", "-f", &many.to_string_lossy()])
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // stdout is dropped here: the reader went away, as with `| head -c 16`.
+    let out = child.wait_with_output().unwrap();
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}

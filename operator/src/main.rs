@@ -143,7 +143,7 @@ async fn run_controller(
     let mut controller = Controller::for_stream(trigger, reader)
         .owns(deployments, children.clone())
         .owns(statefulsets, children.clone())
-        .with_config(ControllerConfig::default().concurrency(concurrency).debounce(Duration::from_millis(200)));
+        .with_config(ControllerConfig::default().concurrency(concurrency).debounce(Duration::from_millis(50)));
     let served = ctx.kinds.served(&client).await.unwrap_or_default();
     if served.contains("clusters") {
         let cnpg = kinds::find("postgresql.cnpg.io/v1", "Cluster").map(|k| k.api_resource());

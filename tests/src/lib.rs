@@ -6,6 +6,7 @@
 //! runs as a separate process under the Helm chart's RBAC alone, with its own ServiceAccount
 //! token, so the audit log (local control plane only) attributes its writes.
 
+pub mod bench;
 mod env;
 mod operator;
 

@@ -117,9 +117,16 @@ pub async fn apply(
         desired.entry(kind.plural).or_default().push((kind, name, child));
     }
     let params = ListParams::default().labels(&selector(mall));
-    for kind in MANAGED.iter().filter(|k| served.contains(k.plural)) {
+    let kinds: Vec<&'static Kind> = MANAGED.iter().filter(|k| served.contains(k.plural)).collect();
+    // One LIST per kind, all at once (they are independent reads); then apply in kind order.
+    let lists = futures::future::try_join_all(kinds.iter().map(|kind| {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &kind.api_resource());
-        let existing = api.list(&params).await.map_err(|source| ApplyError::List { plural: kind.plural, source })?;
+        let params = params.clone();
+        async move { api.list(&params).await.map_err(|source| ApplyError::List { plural: kind.plural, source }) }
+    }))
+    .await?;
+    for (kind, existing) in kinds.into_iter().zip(lists) {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &kind.api_resource());
         let mut live: BTreeMap<String, Value> = existing
             .items
             .into_iter()
