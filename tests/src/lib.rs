@@ -8,6 +8,7 @@
 
 pub mod bench;
 mod env;
+pub mod metrics_adapter;
 mod operator;
 
 pub use env::{Env, apply_yaml, wait_until};
