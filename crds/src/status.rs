@@ -1,7 +1,9 @@
 //! `status` of a Mall: what the operator observed, never what it merely wished.
 //!
 //! Contract: API types only. Writers: the reconciler (conditions, tiers, shards), the autoscaler
-//! (`lastScaling`), the failover controller (`activeRegion`, `regions`, `failoverEpoch`).
+//! (`lastScaling` and the `MetricsUnavailable` condition, field manager `mall-autoscaler`), the
+//! failover controller (`activeRegion`, `regions`, `failoverEpoch`). `conditions` is a map list
+//! keyed by `type`, so under server-side apply each writer owns only its own conditions.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::KubeSchema;
@@ -14,8 +16,9 @@ pub struct MallStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Progressing`, `Degraded` (and tier-specific ones), with reasons.
+    /// `Ready`, `Progressing`, `Degraded` (and tier-specific ones), with reasons; keyed by `type`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Desired and ready counts per tier.
     #[serde(default, skip_serializing_if = "Option::is_none")]

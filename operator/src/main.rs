@@ -5,6 +5,7 @@
 //! namespace (or one for all) → `/metrics`, `/healthz`, `/readyz` → JSON logs → on SIGTERM or
 //! SIGINT, controllers drain, the Lease is released, exit 0. Losing the Lease exits 1.
 
+mod autoscale;
 mod http;
 mod leader;
 mod metrics;
@@ -56,6 +57,10 @@ struct Args {
     /// tier still starting) is looked at again; a converged Mall every five times that.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     recheck_interval: Duration,
+    /// How often each autoscaled Mall's loop ticks (reads metrics, decides, scales); 0 disables
+    /// the autoscaler.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    autoscale_interval: Duration,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
@@ -226,11 +231,19 @@ async fn main() -> anyhow::Result<()> {
     };
     operator_metrics.set_leader(true);
 
-    let ctx =
-        Arc::new(Context::new(client, "mall-operator", operator_metrics.clone()).with_recheck(args.recheck_interval));
+    let watched = (!args.namespaces.is_empty()).then(|| args.namespaces.clone());
+    let ctx = Arc::new(
+        Context::new(client, "mall-operator", operator_metrics.clone())
+            .with_recheck(args.recheck_interval)
+            .with_child_stores(watched),
+    );
     let namespaces: Vec<Option<String>> =
         if args.namespaces.is_empty() { vec![None] } else { args.namespaces.iter().cloned().map(Some).collect() };
     tracing::info!(namespaces = ?args.namespaces, concurrency = args.concurrency, "starting controllers");
+    if !args.autoscale_interval.is_zero() {
+        let (client, interval) = (ctx.client.clone(), args.autoscale_interval);
+        tokio::spawn(autoscale::run(client, namespaces.clone(), interval, shutdown.clone()));
+    }
     let controllers = futures::future::join_all(
         namespaces.into_iter().map(|ns| run_controller(ctx.clone(), ns, args.concurrency, shutdown.clone())),
     );

@@ -623,6 +623,10 @@ async fn run(n: usize, index: u8, args: &Args) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // Warnings of the in-process parts (the CloudNativePG simulator's failed steps) on stderr.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kube=error"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let args = parse_args();
     if args.build && std::env::var_os("MALL_OPERATOR_BIN").is_none() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

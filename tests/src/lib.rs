@@ -10,6 +10,7 @@ pub mod bench;
 mod env;
 pub mod metrics_adapter;
 mod operator;
+pub mod prometheus;
 
 pub use env::{Env, apply_yaml, wait_until};
 pub use operator::{OperatorProcess, install_operator_identity, operator_bin};

@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod events;
 pub mod limits;
+pub mod operate;
 pub mod prometheus;
 pub mod signals;
 pub mod sim;

@@ -8,6 +8,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use mall_crds::Mall;
+use mall_crds::regions::RegionRole;
 use std::collections::BTreeMap;
 
 /// Field manager of every write the reconciler makes.
@@ -22,6 +23,12 @@ pub const MALL_LABEL: &str = "mallctl.io/mall";
 pub const REGION_LABEL: &str = "mallctl.io/region";
 /// Label naming the database shard of a child.
 pub const SHARD_LABEL: &str = "mallctl.io/shard";
+/// Field manager of the autoscaler's writes (replica fields, `lastScaling`, `MetricsUnavailable`).
+pub const AUTOSCALER_MANAGER: &str = "mall-autoscaler";
+/// Annotation on a child whose size the autoscaler controls; the value is the field it owns once
+/// it has scaled the child (`spec.replicas`, or `spec.instances` for CloudNativePG), see
+/// `reconcile::handoff`.
+pub const AUTOSCALED_ANNOTATION: &str = "mallctl.io/autoscaled";
 
 /// Where a set of children goes: one region of the Mall.
 #[derive(Clone, Debug)]
@@ -86,6 +93,25 @@ impl<'a> Scope<'a> {
         ])
     }
 
+    /// Whether the autoscaler sizes this scope's children: the Mall has `spec.autoscaling` and
+    /// this is its only scope or its primary region (standby regions keep the spec's sizes).
+    pub fn autoscaled(&self) -> bool {
+        self.mall.spec.autoscaling.is_some()
+            && match self.region {
+                None => true,
+                Some(region) => {
+                    self.mall.spec.regions.iter().any(|r| r.name == region && r.role == RegionRole::Primary)
+                }
+            }
+    }
+
+    /// The scope the autoscaler drives (see [`Self::autoscaled`]): the primary region, else the
+    /// first (or only) scope.
+    pub fn autoscaler_scope(mall: &'a Mall) -> Scope<'a> {
+        let primary = mall.spec.regions.iter().find(|r| r.role == RegionRole::Primary).or(mall.spec.regions.first());
+        Scope { mall, region: primary.map(|r| r.name.as_str()) }
+    }
+
     /// Metadata of a child: name, namespace, labels, controller owner reference to the Mall.
     pub fn meta(&self, name: impl Into<String>, component: &str) -> ObjectMeta {
         ObjectMeta {
@@ -96,6 +122,11 @@ impl<'a> Scope<'a> {
             ..ObjectMeta::default()
         }
     }
+}
+
+/// Marks `meta` as sized by the autoscaler, which owns `field` once it has scaled the child.
+pub fn mark_autoscaled(meta: &mut ObjectMeta, field: &str) {
+    meta.annotations.get_or_insert_with(BTreeMap::new).insert(AUTOSCALED_ANNOTATION.into(), field.into());
 }
 
 /// The controller owner reference to `mall` (None before the Mall has a uid, e.g. in `render`).
@@ -120,6 +151,21 @@ mod tests {
         let owner = &meta.owner_references.unwrap()[0];
         assert_eq!((owner.kind.as_str(), owner.controller), ("Mall", Some(true)));
         assert_eq!(meta.labels.unwrap()[MALL_LABEL], "shop");
+    }
+
+    #[test]
+    fn the_autoscaler_drives_the_only_scope_or_the_primary_region() {
+        let scaling = json!({"prometheus": {"url": "http://prom:9090"}});
+        assert!(!Scope::all(&mall_from(json!({})))[0].autoscaled());
+        assert!(Scope::all(&mall_from(json!({"autoscaling": scaling})))[0].autoscaled());
+        let mall = mall_from(json!({"autoscaling": scaling, "regions": [
+            {"name": "west", "role": "standby"}, {"name": "east", "role": "primary"}]}));
+        let scopes = Scope::all(&mall);
+        assert_eq!((scopes[0].autoscaled(), scopes[1].autoscaled()), (false, true));
+        assert_eq!(Scope::autoscaler_scope(&mall).region, Some("east"));
+        let mut meta = ObjectMeta::default();
+        mark_autoscaled(&mut meta, "spec.replicas");
+        assert_eq!(meta.annotations.unwrap()[AUTOSCALED_ANNOTATION], "spec.replicas");
     }
 
     #[test]

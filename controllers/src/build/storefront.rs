@@ -33,7 +33,8 @@ pub fn build(scope: &Scope<'_>) -> Result<Vec<Value>, BuildError> {
     Ok(vec![to_value(&deployment(scope), &name)?, to_value(&service(scope), &name)?, to_value(&pdb(scope), &name)?])
 }
 
-/// Replicas the Deployment is created with (the autoscaler owns the field afterwards).
+/// Replicas the Deployment is created with (the autoscaler owns the field afterwards: the
+/// Deployment of the autoscaled scope carries [`super::names::AUTOSCALED_ANNOTATION`]).
 pub fn initial_replicas(scope: &Scope<'_>) -> i32 {
     let spec = &scope.mall.spec;
     match &spec.autoscaling {
@@ -102,8 +103,12 @@ pub fn deployment(scope: &Scope<'_>) -> Deployment {
         }]),
         ..Container::default()
     };
+    let mut metadata = scope.meta(scope.name(COMPONENT), COMPONENT);
+    if scope.autoscaled() {
+        super::names::mark_autoscaled(&mut metadata, "spec.replicas");
+    }
     Deployment {
-        metadata: scope.meta(scope.name(COMPONENT), COMPONENT),
+        metadata,
         spec: Some(DeploymentSpec {
             replicas: Some(initial_replicas(scope)),
             selector: LabelSelector { match_labels: Some(selector.clone()), ..LabelSelector::default() },
@@ -257,5 +262,9 @@ mod tests {
         let mall = mall_from(json!({"storefront": {"image": "x", "replicas": 1},
             "autoscaling": {"prometheus": {"url": "http://p:9090"}, "storefront": {"min": 3, "max": 9, "targetPerReplica": 50}}}));
         assert_eq!(initial_replicas(&Scope::all(&mall)[0]), 3);
+        let annotations = deployment(&Scope::all(&mall)[0]).metadata.annotations.unwrap();
+        assert_eq!(annotations[crate::build::names::AUTOSCALED_ANNOTATION], "spec.replicas");
+        let plain = mall_from(json!({"storefront": {"image": "x"}}));
+        assert_eq!(deployment(&Scope::all(&plain)[0]).metadata.annotations, None);
     }
 }

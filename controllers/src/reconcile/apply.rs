@@ -8,7 +8,9 @@
 
 use super::compare::is_subset;
 use super::kinds::{Kind, MANAGED, find};
+use super::store::ChildStores;
 use crate::build::names::{FIELD_MANAGER, MALL_LABEL, MANAGED_BY};
+use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -89,17 +91,38 @@ pub fn selector(mall: &str) -> String {
     format!("app.kubernetes.io/managed-by={MANAGED_BY},{MALL_LABEL}={mall}")
 }
 
+/// Where apply reads the live children from.
+#[derive(Clone, Copy)]
+pub struct LiveSource<'a> {
+    /// Watch-fed caches (the operator); `None`: LIST every kind (tests, one-shot tools).
+    pub stores: Option<&'a ChildStores>,
+}
+
+/// Kinds applied before the workloads that use them (configuration, Services, policies): a
+/// workload never starts without its default-deny NetworkPolicy or its ConfigMap.
+fn stage(kind: &Kind) -> usize {
+    match kind.plural {
+        "secrets" | "configmaps" | "services" | "networkpolicies" | "poddisruptionbudgets" | "objectstores" => 0,
+        _ => 1,
+    }
+}
+
+/// Writes (applies or deletes) in flight at once for one Mall.
+const WRITES_IN_FLIGHT: usize = 16;
+
 /// Applies `children` into `namespace`, prunes the Mall's children not among them, and returns
-/// the live state. `served` holds the plural names of the kinds the server serves.
+/// the live state. `served` holds the plural names of the kinds the server serves. Children
+/// are applied in two stages (configuration, then workloads); within a stage, concurrently.
 pub async fn apply(
     client: &kube::Client,
     namespace: &str,
     mall: &str,
     children: &[Value],
     served: &BTreeSet<&'static str>,
+    source: LiveSource<'_>,
 ) -> Result<Applied, ApplyError> {
     let mut applied = Applied::default();
-    let mut desired: BTreeMap<&'static str, Vec<(&Kind, String, &Value)>> = BTreeMap::new();
+    let mut desired: BTreeMap<&'static str, Vec<(&'static Kind, String, &Value)>> = BTreeMap::new();
     for child in children {
         let api_version = child["apiVersion"].as_str().unwrap_or_default();
         let kind_name = child["kind"].as_str().unwrap_or_default();
@@ -116,48 +139,112 @@ pub async fn apply(
         }
         desired.entry(kind.plural).or_default().push((kind, name, child));
     }
-    let params = ListParams::default().labels(&selector(mall));
     let kinds: Vec<&'static Kind> = MANAGED.iter().filter(|k| served.contains(k.plural)).collect();
-    // One LIST per kind, all at once (they are independent reads); then apply in kind order.
-    let lists = futures::future::try_join_all(kinds.iter().map(|kind| {
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &kind.api_resource());
-        let params = params.clone();
-        async move { api.list(&params).await.map_err(|source| ApplyError::List { plural: kind.plural, source }) }
-    }))
-    .await?;
-    for (kind, existing) in kinds.into_iter().zip(lists) {
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &kind.api_resource());
-        let mut live: BTreeMap<String, Value> = existing
-            .items
-            .into_iter()
-            .filter_map(|o| Some((o.metadata.name.clone()?, serde_json::to_value(o).ok()?)))
-            .collect();
-        let wanted = desired.remove(kind.plural).unwrap_or_default();
-        let wanted_names: BTreeSet<&str> = wanted.iter().map(|(_, n, _)| n.as_str()).collect();
-        for (kind, name, child) in &wanted {
-            if live.get(name).is_some_and(|l| converged(child, l)) {
-                continue;
+    let lists =
+        futures::future::try_join_all(kinds.iter().map(|kind| live_children(client, namespace, mall, kind, source)))
+            .await?;
+    let mut live: BTreeMap<&'static str, BTreeMap<String, Value>> = kinds.iter().map(|k| k.plural).zip(lists).collect();
+    for current in 0..2 {
+        let in_stage: Vec<&'static Kind> = kinds.iter().copied().filter(|k| stage(k) == current).collect();
+        let mut writes = Vec::new();
+        for kind in &in_stage {
+            let existing = live.get(kind.plural);
+            for (kind, name, child) in desired.get(kind.plural).into_iter().flatten() {
+                let mut child = (*child).clone();
+                let current = existing.and_then(|l| l.get(name));
+                super::handoff::prepare(&mut child, current);
+                if current.is_some_and(|l| converged(&child, l)) {
+                    continue;
+                }
+                writes.push(Write::Apply { kind, name: name.clone(), child });
             }
-            let result = api
-                .patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(child))
-                .await
-                .map_err(|source| ApplyError::Apply { kind: kind.kind, name: name.clone(), source })?;
-            if let Ok(value) = serde_json::to_value(result) {
-                live.insert(name.clone(), value);
+            let wanted: BTreeSet<&str> =
+                desired.get(kind.plural).into_iter().flatten().map(|(_, n, _)| n.as_str()).collect();
+            for name in existing.into_iter().flat_map(|l| l.keys()).filter(|n| !wanted.contains(n.as_str())) {
+                writes.push(Write::Delete { kind, name: name.clone() });
             }
-            applied.written.push(format!("{}/{name}", kind.kind));
         }
-        let unwanted: Vec<String> = live.keys().filter(|n| !wanted_names.contains(n.as_str())).cloned().collect();
-        for name in unwanted {
-            match api.delete(&name, &DeleteParams::background()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(source) => return Err(ApplyError::Prune { kind: kind.kind, name, source }),
+        let done: Vec<Done> = futures::stream::iter(writes.into_iter().map(|w| w.run(client, namespace)))
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        for outcome in done {
+            match outcome {
+                Done::Applied { kind, name, value } => {
+                    applied.written.push(format!("{}/{name}", kind.kind));
+                    if let Some(value) = value {
+                        live.entry(kind.plural).or_default().insert(name, value);
+                    }
+                }
+                Done::Deleted { kind, name } => {
+                    if let Some(l) = live.get_mut(kind.plural) {
+                        l.remove(&name);
+                    }
+                    applied.pruned.push(format!("{}/{name}", kind.kind));
+                }
             }
-            live.remove(&name);
-            applied.pruned.push(format!("{}/{name}", kind.kind));
         }
-        applied.live.insert(kind.plural, live);
     }
+    // Completion order is arbitrary; events and logs read better in kind order.
+    let order = |entry: &String| {
+        let kind = entry.split('/').next().unwrap_or_default();
+        (MANAGED.iter().position(|k| k.kind == kind), entry.clone())
+    };
+    applied.written.sort_by_key(order);
+    applied.pruned.sort_by_key(order);
+    applied.live = live;
     Ok(applied)
+}
+
+/// The Mall's live children of `kind`: from the cache when it has them, else one LIST.
+async fn live_children(
+    client: &kube::Client,
+    namespace: &str,
+    mall: &str,
+    kind: &'static Kind,
+    source: LiveSource<'_>,
+) -> Result<BTreeMap<String, Value>, ApplyError> {
+    if let Some(cached) = source.stores.and_then(|s| s.children(kind, namespace, mall)) {
+        return Ok(cached);
+    }
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &kind.api_resource());
+    let params = ListParams::default().labels(&selector(mall));
+    let list = api.list(&params).await.map_err(|source| ApplyError::List { plural: kind.plural, source })?;
+    Ok(list.items.into_iter().filter_map(|o| Some((o.metadata.name.clone()?, serde_json::to_value(o).ok()?))).collect())
+}
+
+/// One write of a reconcile.
+enum Write {
+    Apply { kind: &'static Kind, name: String, child: Value },
+    Delete { kind: &'static Kind, name: String },
+}
+
+/// What a write did.
+enum Done {
+    Applied { kind: &'static Kind, name: String, value: Option<Value> },
+    Deleted { kind: &'static Kind, name: String },
+}
+
+impl Write {
+    async fn run(self, client: &kube::Client, namespace: &str) -> Result<Done, ApplyError> {
+        match self {
+            Write::Apply { kind, name, child } => {
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &kind.api_resource());
+                let result = api
+                    .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&child))
+                    .await
+                    .map_err(|source| ApplyError::Apply { kind: kind.kind, name: name.clone(), source })?;
+                Ok(Done::Applied { kind, name, value: serde_json::to_value(result).ok() })
+            }
+            Write::Delete { kind, name } => {
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &kind.api_resource());
+                match api.delete(&name, &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(source) => return Err(ApplyError::Prune { kind: kind.kind, name, source }),
+                }
+                Ok(Done::Deleted { kind, name })
+            }
+        }
+    }
 }

@@ -26,6 +26,21 @@ pub fn is_subset(desired: &Value, live: &Value) -> bool {
     }
 }
 
+/// [`is_subset`] for a status: `conditions` is a map list keyed by `type` whose entries other
+/// writers own too (the autoscaler's `MetricsUnavailable`), so each desired condition must be a
+/// subset of the live condition of the same type, in any order, and live conditions of other
+/// types are ignored. Every other field compares as in [`is_subset`].
+pub fn status_is_subset(desired: &Value, live: &Value) -> bool {
+    let (Value::Object(d), Value::Object(l)) = (desired, live) else { return is_subset(desired, live) };
+    d.iter().all(|(k, dv)| match (k.as_str(), dv, l.get(k)) {
+        ("conditions", Value::Array(wanted), Some(Value::Array(have))) => wanted
+            .iter()
+            .all(|c| have.iter().any(|h| h.get("type").is_some_and(|t| Some(t) == c.get("type")) && is_subset(c, h))),
+        (_, dv, Some(lv)) => is_subset(dv, lv),
+        (_, dv, None) => is_empty(dv),
+    })
+}
+
 /// Values the server drops: `null`, `{}` and `[]` set by us mean "absent".
 fn is_empty(v: &Value) -> bool {
     match v {
@@ -93,6 +108,24 @@ mod tests {
         assert!(!is_subset(&json!({"l": [1, 2]}), &json!({"l": [1]})));
         assert!(!is_subset(&json!({"l": [{"a": 1}]}), &json!({"l": [{"a": 2}]})));
         assert!(!is_subset(&json!({"m": "512Mi"}), &json!({"m": "1Gi"})));
+    }
+
+    #[test]
+    fn status_conditions_compare_by_type() {
+        let desired = json!({"observedGeneration": 2, "conditions": [
+            {"type": "Ready", "status": "True"}, {"type": "Degraded", "status": "False"}]});
+        let live = json!({"observedGeneration": 2, "lastScaling": {"tier": "storefront"}, "conditions": [
+            {"type": "MetricsUnavailable", "status": "True"},
+            {"type": "Degraded", "status": "False"}, {"type": "Ready", "status": "True"}]});
+        assert!(status_is_subset(&desired, &live));
+        // Plain is_subset would see three live conditions against two.
+        assert!(!is_subset(&desired, &live));
+        let changed = json!({"conditions": [{"type": "Ready", "status": "False"}]});
+        assert!(!status_is_subset(&changed, &live));
+        let missing = json!({"conditions": [{"type": "Progressing", "status": "False"}]});
+        assert!(!status_is_subset(&missing, &live));
+        assert!(!status_is_subset(&json!({"observedGeneration": 3}), &live));
+        assert!(status_is_subset(&json!({"shards": []}), &live));
     }
 
     #[test]

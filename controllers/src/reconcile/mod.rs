@@ -10,9 +10,11 @@
 
 pub mod apply;
 pub mod compare;
+pub mod handoff;
 pub mod kinds;
 pub mod secrets;
 pub mod status;
+pub mod store;
 
 use crate::build::{self, BuildError, Scope};
 use crate::validate;
@@ -96,6 +98,8 @@ pub struct Context {
     /// How long before a Mall waiting on something no watch shows (a dependency to be
     /// installed, a tier still starting) is looked at again.
     pub recheck: Duration,
+    /// Watch-fed caches of the children (`None`: every reconcile LISTs).
+    pub stores: Option<store::ChildStores>,
     /// Consecutive failures per Mall, for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -111,6 +115,7 @@ impl Context {
             entropy: Box::new(OsEntropy),
             metrics,
             recheck: Duration::from_secs(60),
+            stores: None,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -119,6 +124,12 @@ impl Context {
     pub fn with_recheck(mut self, recheck: Duration) -> Self {
         self.recheck = recheck;
         self.kinds = kinds::Availability::new(recheck / 2);
+        self
+    }
+
+    /// Reads children from watch-fed caches of `namespaces` (`None`: all) instead of LISTs.
+    pub fn with_child_stores(mut self, namespaces: Option<Vec<String>>) -> Self {
+        self.stores = Some(store::ChildStores::new(self.client.clone(), namespaces));
         self
     }
 
@@ -192,11 +203,21 @@ async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static
         return Ok((Action::await_change(), "invalid"));
     }
     let served = ctx.kinds.served(&ctx.client).await?;
-    let credentials = secrets::CacheCredentials::resolve(&ctx.client, mall, &namespace, ctx.entropy.as_ref()).await?;
+    let credentials =
+        secrets::CacheCredentials::resolve(&ctx.client, mall, &namespace, ctx.entropy.as_ref(), ctx.stores.as_ref())
+            .await?;
     let children =
         build::children_with(mall, &|scope: &Scope<'_>| credentials.for_scope(scope)).map_err(Error::Build)?;
     let children = secrets::normalize(children);
-    let applied = apply::apply(&ctx.client, &namespace, &name, &children, &served).await?;
+    let applied = apply::apply(
+        &ctx.client,
+        &namespace,
+        &name,
+        &children,
+        &served,
+        apply::LiveSource { stores: ctx.stores.as_ref() },
+    )
+    .await?;
     writes += applied.written.len() + applied.pruned.len();
     ctx.metrics.children(&format!("{namespace}/{name}"), children.len());
     if !applied.written.is_empty() {
@@ -240,7 +261,7 @@ async fn write_status(
 ) -> Result<bool, Error> {
     let desired = serde_json::to_value(computed).unwrap_or_default();
     let live = serde_json::to_value(&mall.status).unwrap_or_default();
-    if compare::is_subset(&desired, &live) {
+    if compare::status_is_subset(&desired, &live) {
         return Ok(false);
     }
     tracing::debug!(mall = %mall.name_any(), desired = %desired, live = %live, "writing status");

@@ -7,10 +7,12 @@
 //! works and a converged Secret is never rewritten.
 
 use super::Entropy;
+use super::store::ChildStores;
 use crate::build::Scope;
 use crate::build::cache::{self, CacheSecrets};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::Api;
 use mall_crds::Mall;
 use serde_json::Value;
@@ -51,16 +53,26 @@ impl CacheCredentials {
         mall: &Mall,
         namespace: &str,
         entropy: &dyn Entropy,
+        stores: Option<&ChildStores>,
     ) -> Result<Self, SecretsError> {
         let mut by_prefix = BTreeMap::new();
         if mall.spec.cache.is_none() {
             return Ok(Self { by_prefix });
         }
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let secret_kind = super::kinds::find("v1", "Secret");
+        let stores = stores.zip(secret_kind);
         for scope in Scope::all(mall) {
             let name = cache::secret_name(&scope);
-            let existing =
-                api.get_opt(&name).await.map_err(|source| SecretsError::Read { name: name.clone(), source })?;
+            // A cached Secret is trusted (a password never changes once made); a miss is
+            // checked with a GET, so a cache that lags never makes a second password.
+            let cached = stores
+                .and_then(|(s, kind)| s.get(kind, namespace, &mall.name_any(), &name))
+                .and_then(|v| serde_json::from_value::<Secret>(v).ok());
+            let existing = match cached {
+                Some(secret) => Some(secret),
+                None => api.get_opt(&name).await.map_err(|source| SecretsError::Read { name: name.clone(), source })?,
+            };
             let password = existing
                 .as_ref()
                 .and_then(|s| s.data.as_ref())

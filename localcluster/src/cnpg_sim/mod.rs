@@ -42,7 +42,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
@@ -202,6 +202,9 @@ fn key_of(obj: &DynamicObject) -> Option<Key> {
     Some((obj.metadata.namespace.clone()?, obj.metadata.name.clone()?))
 }
 
+/// Cluster steps (each at most one status write) in flight at once.
+const STEPS_IN_FLIGHT: usize = 16;
+
 async fn run(
     client: kube::Client,
     opts: SimulatorOptions,
@@ -258,10 +261,14 @@ async fn run(
                 Err(e) => tracing::debug!(error = %e, "CNPG simulator: Pooler watch error"),
             },
             _ = ticker.tick() => {
-                for t in tracked.values_mut() {
-                    if let Err(e) = advance(&client, t, &opts).await {
-                        tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "CNPG simulator step");
-                    }
+                // Clusters are independent: step them concurrently, as CloudNativePG's
+                // controller reconciles several Clusters at once, so a tick's pass over many
+                // Clusters does not take many round trips.
+                let steps: Vec<futures::future::BoxFuture<'_, Result<(), CnpgSimError>>> =
+                    tracked.values_mut().map(|t| advance(&client, t, &opts).boxed()).collect();
+                let results: Vec<_> = futures::stream::iter(steps).buffer_unordered(STEPS_IN_FLIGHT).collect().await;
+                for e in results.into_iter().filter_map(Result::err) {
+                    tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "CNPG simulator step");
                 }
             }
         }

@@ -6,7 +6,7 @@
 //! `ok` and, for a replica, the link to its primary is up.
 
 use super::{BUS_PORT, COMPONENT, PORT, UID, USER, config_name, headless_name, secret_name, shard_name};
-use crate::build::names::SHARD_LABEL;
+use crate::build::names::{SHARD_LABEL, mark_autoscaled};
 use crate::build::{Scope, security, storefront};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
@@ -169,8 +169,12 @@ pub fn statefulset(scope: &Scope<'_>, spec: &CacheSpec, shard: i32) -> StatefulS
         });
         None
     };
+    let mut metadata = scope.meta(name, COMPONENT);
+    if scope.autoscaled() && scope.mall.spec.autoscaling.as_ref().is_some_and(|a| a.cache.is_some()) {
+        mark_autoscaled(&mut metadata, "spec.replicas");
+    }
     StatefulSet {
-        metadata: scope.meta(name, COMPONENT),
+        metadata,
         spec: Some(StatefulSetSpec {
             replicas: Some(1 + initial_replicas(scope, spec)),
             service_name: Some(headless_name(scope)),

@@ -1,13 +1,14 @@
 //! The CloudNativePG `Cluster` of one shard.
 //!
-//! Contract: pure. `instances` = `instancesPerShard`; the community image of `postgresVersion`
+//! Contract: pure. `instances` = `instancesPerShard` (the initial size when the autoscaler sizes
+//! the database: the Cluster then carries `mallctl.io/autoscaled: spec.instances`); the community image of `postgresVersion`
 //! ([`image_name`]); storage, resources, parameters and synchronous replication from the spec;
 //! anti-affinity across zones, `preferred` (see `docs/database.md`); `bootstrap.initdb` of
 //! database and owner [`APP_DATABASE`]; the Barman Cloud Plugin as WAL archiver only with
 //! `spec.database.backup`; the Mall, region and shard labels passed on to CloudNativePG's pods.
 
 use super::{APP_DATABASE, BARMAN_PLUGIN, Scope, cluster_name, object_store_name, shard_meta};
-use crate::build::names::{MALL_LABEL, REGION_LABEL, SHARD_LABEL};
+use crate::build::names::{MALL_LABEL, REGION_LABEL, SHARD_LABEL, mark_autoscaled};
 use crate::cnpg::cluster::{
     Cluster, ClusterAffinity, ClusterBootstrap, ClusterBootstrapInitdb, ClusterInheritedMetadata, ClusterPlugins,
     ClusterPostgresql, ClusterPostgresqlSynchronous, ClusterPostgresqlSynchronousDataDurability,
@@ -49,8 +50,12 @@ pub fn cluster(scope: &Scope<'_>, shard: i32) -> Cluster {
     if let Some(region) = scope.region {
         inherited.insert(REGION_LABEL.into(), region.into());
     }
+    let mut metadata = shard_meta(scope, cluster_name(scope, shard), shard);
+    if scope.autoscaled() && scope.mall.spec.autoscaling.as_ref().is_some_and(|a| a.database.is_some()) {
+        mark_autoscaled(&mut metadata, "spec.instances");
+    }
     Cluster {
-        metadata: shard_meta(scope, cluster_name(scope, shard), shard),
+        metadata,
         spec: ClusterSpec {
             instances: i64::from(db.instances_per_shard),
             image_name: Some(image_name(db.postgres_version)),

@@ -317,3 +317,16 @@ fn children_include_the_database_tier() {
         assert!(ids.iter().any(|i| i == want), "{want} missing from {ids:?}");
     }
 }
+
+#[test]
+fn autoscaled_clusters_are_marked_and_keep_their_initial_size() {
+    let mall = mall_from(json!({"database": {"shards": 2, "instancesPerShard": 2},
+        "autoscaling": {"prometheus": {"url": "http://p:9090"},
+            "database": {"min": 1, "max": 4, "targetPerReplica": 100}}}));
+    let scope = &Scope::all(&mall)[0];
+    let c = cluster(scope, 1);
+    assert_eq!(c.spec.instances, 2);
+    assert_eq!(c.metadata.annotations.unwrap()[crate::build::names::AUTOSCALED_ANNOTATION], "spec.instances");
+    let storefront_only = mall_from(json!({"autoscaling": {"prometheus": {"url": "http://p:9090"}}}));
+    assert_eq!(cluster(&Scope::all(&storefront_only)[0], 0).metadata.annotations, None);
+}

@@ -1,0 +1,119 @@
+//! The reconciler hands the replica field of an autoscaled child over to the autoscaler without
+//! ever resetting it.
+//!
+//! Contract: pure. [`prepare`] rewrites one desired child just before apply compares it with the
+//! live object. Only children carrying [`AUTOSCALED_ANNOTATION`] (its value is the field the
+//! autoscaler sizes: `spec.replicas`, or `spec.instances` for CloudNativePG) are touched:
+//! - no live object (create): the builder's initial size stays;
+//! - the live object's `metadata.managedFields` show [`AUTOSCALER_MANAGER`] owning the field: the
+//!   field is removed from the child, so the reconciler's server-side apply no longer owns it and
+//!   the autoscaler's value stays;
+//! - otherwise (the autoscaler has not scaled it yet): the child takes the live value, so the
+//!   reconciler keeps co-owning the field without changing it (dropping a field it solely owns
+//!   would make the API server reset it to its default).
+//!
+//! A converged child therefore stays converged: the annotation is part of what the reconciler
+//! applies once, and the replica field always equals (or leaves out) what is live.
+
+use crate::build::names::{AUTOSCALED_ANNOTATION, AUTOSCALER_MANAGER};
+use serde_json::Value;
+
+/// Rewrites the autoscaled field of `child` against its `live` object (see the module header).
+pub fn prepare(child: &mut Value, live: Option<&Value>) {
+    let Some(path) = child["metadata"]["annotations"][AUTOSCALED_ANNOTATION].as_str().map(str::to_string) else {
+        return;
+    };
+    let Some(live) = live else { return };
+    let segments: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
+    let Some((field, parents)) = segments.split_last() else { return };
+    if autoscaler_owns(live, &segments) {
+        if let Some(Value::Object(parent)) = pointer_mut(child, parents) {
+            parent.remove(*field);
+        }
+        return;
+    }
+    let Some(value) = lookup(live, &segments).filter(|v| !v.is_null()).cloned() else { return };
+    if let Some(Value::Object(parent)) = pointer_mut(child, parents) {
+        parent.insert((*field).to_string(), value);
+    }
+}
+
+/// Whether a `managedFields` entry of [`AUTOSCALER_MANAGER`] holds the field at `segments`.
+pub fn autoscaler_owns(live: &Value, segments: &[&str]) -> bool {
+    let Some(entries) = live["metadata"]["managedFields"].as_array() else { return false };
+    entries.iter().filter(|e| e["manager"] == AUTOSCALER_MANAGER).any(|e| {
+        let mut node = &e["fieldsV1"];
+        for s in segments {
+            node = &node[format!("f:{s}")];
+        }
+        !node.is_null()
+    })
+}
+
+fn lookup<'a>(value: &'a Value, segments: &[&str]) -> Option<&'a Value> {
+    segments.iter().try_fold(value, |v, s| v.get(*s))
+}
+
+fn pointer_mut<'a>(value: &'a mut Value, segments: &[&str]) -> Option<&'a mut Value> {
+    segments.iter().try_fold(value, |v, s| v.get_mut(*s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn child(field: &str, value: i64) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "shop-storefront", "annotations": {AUTOSCALED_ANNOTATION: format!("spec.{field}")}},
+            "spec": {field: value, "template": {}}})
+    }
+
+    fn live(field: &str, value: i64, managers: Value) -> Value {
+        json!({"metadata": {"name": "shop-storefront", "managedFields": managers}, "spec": {field: value}})
+    }
+
+    fn owner(manager: &str, field: &str) -> Value {
+        json!({"manager": manager, "operation": "Apply", "fieldsV1": {"f:spec": {format!("f:{field}"): {}}}})
+    }
+
+    #[test]
+    fn create_keeps_the_initial_size() {
+        let mut c = child("replicas", 3);
+        prepare(&mut c, None);
+        assert_eq!(c["spec"]["replicas"], 3);
+    }
+
+    #[test]
+    fn the_field_is_released_once_the_autoscaler_owns_it() {
+        let mut c = child("replicas", 3);
+        let l = live("replicas", 9, json!([owner("mall-operator", "template"), owner(AUTOSCALER_MANAGER, "replicas")]));
+        prepare(&mut c, Some(&l));
+        assert_eq!(c["spec"].get("replicas"), None);
+        assert_eq!(c["spec"]["template"], json!({}));
+        // CloudNativePG: spec.instances.
+        let mut c = child("instances", 2);
+        prepare(&mut c, Some(&live("instances", 4, json!([owner(AUTOSCALER_MANAGER, "instances")]))));
+        assert_eq!(c["spec"].get("instances"), None);
+    }
+
+    #[test]
+    fn until_then_the_live_value_is_kept() {
+        let mut c = child("replicas", 3);
+        // The reconciler owns it, and the autoscaler owns something else only.
+        let l = live("replicas", 5, json!([owner("mall-operator", "replicas"), owner(AUTOSCALER_MANAGER, "paused")]));
+        prepare(&mut c, Some(&l));
+        assert_eq!(c["spec"]["replicas"], 5);
+        let mut c = child("replicas", 3);
+        prepare(&mut c, Some(&live("replicas", 5, Value::Null)));
+        assert_eq!(c["spec"]["replicas"], 5);
+    }
+
+    #[test]
+    fn children_without_the_annotation_are_untouched() {
+        let mut c = json!({"metadata": {"name": "x"}, "spec": {"replicas": 3}});
+        let l = live("replicas", 9, json!([owner(AUTOSCALER_MANAGER, "replicas")]));
+        prepare(&mut c, Some(&l));
+        assert_eq!(c["spec"]["replicas"], 3);
+    }
+}
