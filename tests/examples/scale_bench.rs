@@ -32,7 +32,9 @@
 //!    themselves (a status with observedGeneration only says a reconcile ended) and is
 //!    independent of the operator's own reporting. Also: where the time goes (first operator
 //!    write per Mall, last CloudNativePG simulator status write, last pod status write by kwok),
-//!    and the operator's writes by kind (children, re-writes, status, events);
+//!    and the operator's writes by kind (children, re-writes, status, events); per CloudNativePG
+//!    Cluster, the operator's create → the simulator's first status write and its progress
+//!    time; every writer's share of the API server's writes;
 //! 5. operator peak RSS (VmHWM) and CPU seconds (utime+stime of /proc/PID/stat over clock
 //!    ticks), control-plane CPU per component;
 //! 6. `--idle` (default 300 s, the 5 minutes) after all are Ready: every write by the
@@ -476,6 +478,17 @@ async fn run(n: usize, index: u8, args: &Args) {
             && e.resource.as_deref() == Some("clusters")
     });
     let last_pod = last_of(&|e| e.user.contains("kwok") && e.resource.as_deref() == Some("pods"));
+    let sim_spread = cluster_progress(&events, &op_events, &|e| in_window(e, burst_start, ready_end));
+    // Every writer's share of the API server's write load during the burst.
+    let mut by_writer: BTreeMap<String, usize> = BTreeMap::new();
+    for e in events.iter().filter(|e| is_write(e) && in_window(e, burst_start, ready_end)) {
+        let who = e.user.rsplit(':').next().unwrap_or(&e.user).to_string();
+        *by_writer.entry(format!("{who} {}", describe(e))).or_default() += 1;
+    }
+    let mut by_writer: Vec<(String, usize)> = by_writer.into_iter().collect();
+    by_writer.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    let total_writes: usize = by_writer.iter().map(|(_, n)| n).sum();
+    let top: Vec<String> = by_writer.iter().take(14).map(|(k, n)| format!("{k}: {n}")).collect();
     let pods_created = events
         .iter()
         .filter(|e| {
@@ -580,6 +593,15 @@ async fn run(n: usize, index: u8, args: &Args) {
         rel(last_pod)
     );
     println!(
+        "CloudNativePG simulator per Cluster: operator's create → first simulator status write p50 / p99 {} / {}; first → last status write (progress) p50 / p99 {} / {}; {} status writes.",
+        ms(sim_spread.pickup.0),
+        ms(sim_spread.pickup.1),
+        ms(sim_spread.progress.0),
+        ms(sim_spread.progress.1),
+        sim_spread.writes
+    );
+    println!("All writes during the burst: {total_writes}; largest: {}.", top.join(", "));
+    println!(
         "Operator during the burst: {reconciles} reconciles ({failed_reconciles} failed; mean {:.0} ms each), {op_writes_metric} writes by its metric; audit: {child_writes} child writes for {total_children} children ({} re-writes), {refused} refused, other writes {burst_writes:?}.",
         rec_sum / rec_count * 1000.0,
         child_writes.saturating_sub(total_children)
@@ -623,9 +645,10 @@ async fn run(n: usize, index: u8, args: &Args) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    // Warnings of the in-process parts (the CloudNativePG simulator's failed steps) on stderr.
+    // Warnings of the in-process parts (the CloudNativePG simulator's failed steps) on stderr;
+    // kube-client's own lines are off (set-up polls while CRDs are being established).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kube=error"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kube_client=off"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let args = parse_args();
     if args.build && std::env::var_os("MALL_OPERATOR_BIN").is_none() {
@@ -641,4 +664,51 @@ async fn main() {
     for (i, n) in args.malls.iter().enumerate() {
         run(*n, 20 + (i as u8 % 10), &args).await;
     }
+}
+
+/// How the CloudNativePG simulator progressed per Cluster, from the audit log.
+struct SimSpread {
+    /// Operator's first write of a Cluster → the simulator's first status write (p50, p99 s).
+    pickup: (f64, f64),
+    /// Simulator's first → last status write of a Cluster (p50, p99 s).
+    progress: (f64, f64),
+    /// Status writes by the simulator.
+    writes: usize,
+}
+
+fn cluster_progress(
+    events: &[AuditEvent],
+    op_events: &[&AuditEvent],
+    window: &dyn Fn(&AuditEvent) -> bool,
+) -> SimSpread {
+    let mut created: HashMap<String, f64> = HashMap::new();
+    for e in op_events.iter().filter(|e| e.resource.as_deref() == Some("clusters") && e.subresource.is_none()) {
+        if let (Some(name), Some(t)) = (e.name.clone(), bench::event_time(e)) {
+            created.entry(name).and_modify(|v| *v = v.min(t)).or_insert(t);
+        }
+    }
+    let mut sim: HashMap<String, (f64, f64)> = HashMap::new();
+    let mut writes = 0;
+    for e in events.iter().filter(|e| {
+        window(e)
+            && bench::succeeded(e)
+            && e.resource.as_deref() == Some("clusters")
+            && e.subresource.as_deref() == Some("status")
+            && e.user_agent.as_deref().is_some_and(|a| a.starts_with(localcluster::cnpg_sim::FIELD_MANAGER))
+    }) {
+        writes += 1;
+        if let (Some(name), Some(t)) = (e.name.clone(), bench::event_time(e)) {
+            let entry = sim.entry(name).or_insert((t, t));
+            entry.0 = entry.0.min(t);
+            entry.1 = entry.1.max(t);
+        }
+    }
+    let mut pickup: Vec<f64> = sim.iter().filter_map(|(name, (first, _))| Some(first - created.get(name)?)).collect();
+    let mut progress: Vec<f64> = sim.values().map(|(first, last)| last - first).collect();
+    let pct = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+        (at(0.5), at(0.99))
+    };
+    SimSpread { pickup: pct(&mut pickup), progress: pct(&mut progress), writes }
 }

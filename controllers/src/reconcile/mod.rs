@@ -102,7 +102,12 @@ pub struct Context {
     pub stores: Option<store::ChildStores>,
     /// Consecutive failures per Mall, for backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// When each Mall's status was last written (progress writes are coalesced).
+    status_writes: Mutex<HashMap<String, Instant>>,
 }
+
+/// Least time between two status writes of one Mall that only report progress.
+pub const STATUS_COALESCE: Duration = Duration::from_secs(1);
 
 impl Context {
     /// A context with the system clock, OS randomness and the given metrics.
@@ -117,6 +122,7 @@ impl Context {
             recheck: Duration::from_secs(60),
             stores: None,
             failures: Mutex::new(HashMap::new()),
+            status_writes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -131,6 +137,22 @@ impl Context {
     pub fn with_child_stores(mut self, namespaces: Option<Vec<String>>) -> Self {
         self.stores = Some(store::ChildStores::new(self.client.clone(), namespaces));
         self
+    }
+
+    /// How long a progress-only status write of Mall `key` must wait (`None`: write now).
+    fn status_hold(&self, key: &str) -> Option<Duration> {
+        let writes = self.status_writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let since = writes.get(key)?.elapsed();
+        (since < STATUS_COALESCE).then(|| STATUS_COALESCE - since)
+    }
+
+    /// Records a status write of Mall `key` (forgetting writes too old to matter).
+    fn status_written(&self, key: String) {
+        let mut writes = self.status_writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if writes.len() > 1024 {
+            writes.retain(|_, at| at.elapsed() < STATUS_COALESCE);
+        }
+        writes.insert(key, Instant::now());
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -231,7 +253,16 @@ async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static
     let observed =
         status::Observed { live: Some(&applied.live), missing: Some(&applied.missing), ..Default::default() };
     let computed = status::compute(mall, &observed, ctx.clock.now());
-    if write_status(ctx, mall, &namespace, &computed).await? {
+    let key = format!("{namespace}/{name}");
+    // Progress (counts, shard phases) is coalesced: at most one such write per Mall every
+    // STATUS_COALESCE; a new generation or a condition changing status is written at once.
+    let hold = if status::is_urgent(&computed, mall.status.as_ref()) { None } else { ctx.status_hold(&key) };
+    let wrote = match hold {
+        Some(_) => false,
+        None => write_status(ctx, mall, &namespace, &computed).await?,
+    };
+    if wrote {
+        ctx.status_written(key);
         writes += 1;
         if !applied.missing.is_empty() {
             let deps: Vec<&str> = applied.missing.keys().copied().collect();
@@ -244,6 +275,7 @@ async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static
     // Children's changes come back through the owned-object watches; the slow recheck covers
     // what no watch shows (a CRD installed later, status of kinds not watched).
     let next = if ready && applied.missing.is_empty() { ctx.recheck * 5 } else { ctx.recheck };
+    let next = hold.map_or(next, |wait| next.min(wait));
     Ok((Action::requeue(next), outcome))
 }
 

@@ -28,6 +28,9 @@
 //! Status is written by server-side apply on `/status`, field manager [`FIELD_MANAGER`]; build
 //! the client with [`client_from_kubeconfig`] so requests carry User-Agent [`FIELD_MANAGER`].
 //! State lives in memory; a restarted simulator rebuilds it from the written status.
+//! Clusters step independently: each tick, every Cluster whose previous write has landed takes
+//! its next step, and the writes run concurrently (bounded), so many Clusters progress as fast
+//! as a few (CloudNativePG's controller, too, reconciles several Clusters at once).
 //! API errors are logged (`tracing`) and the step is retried on the next tick; the task only
 //! ends on [`CnpgSimulator::stop`] or drop.
 //!
@@ -42,6 +45,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -194,6 +199,8 @@ struct Tracked {
     object: DynamicObject,
     sim: ClusterSim,
     objects_done: bool,
+    /// A write of this Cluster is in flight: no further step until it lands.
+    busy: bool,
 }
 
 type Key = (String, String);
@@ -203,7 +210,7 @@ fn key_of(obj: &DynamicObject) -> Option<Key> {
 }
 
 /// Cluster steps (each at most one status write) in flight at once.
-const STEPS_IN_FLIGHT: usize = 16;
+const STEPS_IN_FLIGHT: usize = 32;
 
 async fn run(
     client: kube::Client,
@@ -221,6 +228,10 @@ async fn run(
     let mut poolers = watcher(poolers_api, watcher::Config::default()).default_backoff().boxed();
     let mut tracked: BTreeMap<Key, Tracked> = BTreeMap::new();
     let mut relisted: BTreeSet<Key> = BTreeSet::new();
+    type Landed = (Key, Option<String>, Result<Value, CnpgSimError>);
+    let mut inflight: FuturesUnordered<BoxFuture<'static, Landed>> = FuturesUnordered::new();
+    let mut rotation = 0usize;
+    let mut pooler_writes: FuturesUnordered<BoxFuture<'static, Result<(), CnpgSimError>>> = FuturesUnordered::new();
     let mut ticker = tokio::time::interval(opts.step);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -253,23 +264,58 @@ async fn run(
             },
             Some(event) = poolers.next() => match event {
                 Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
-                    if let Err(e) = pooler_status(&client, &obj).await {
-                        tracing::warn!(error = %e, "CNPG simulator: Pooler status");
-                    }
+                    pooler_writes.push(pooler_status(client.clone(), obj).boxed());
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "CNPG simulator: Pooler watch error"),
             },
-            _ = ticker.tick() => {
-                // Clusters are independent: step them concurrently, as CloudNativePG's
-                // controller reconciles several Clusters at once, so a tick's pass over many
-                // Clusters does not take many round trips.
-                let steps: Vec<futures::future::BoxFuture<'_, Result<(), CnpgSimError>>> =
-                    tracked.values_mut().map(|t| advance(&client, t, &opts).boxed()).collect();
-                let results: Vec<_> = futures::stream::iter(steps).buffer_unordered(STEPS_IN_FLIGHT).collect().await;
-                for e in results.into_iter().filter_map(Result::err) {
-                    tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "CNPG simulator step");
+            Some((key, uid, outcome)) = inflight.next(), if !inflight.is_empty() => {
+                // A Cluster recreated meanwhile (new uid) is a new simulation: not this write's.
+                let t = tracked.get_mut(&key).filter(|t| t.object.metadata.uid == uid);
+                match outcome {
+                    Ok(status) => {
+                        if let Some(t) = t {
+                            t.sim.mark_written(status);
+                            t.objects_done = true;
+                            t.busy = false;
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(t) = t {
+                            t.busy = false;
+                        }
+                        tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "CNPG simulator step");
+                    }
                 }
+            }
+            Some(result) = pooler_writes.next(), if !pooler_writes.is_empty() => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "CNPG simulator: Pooler status");
+                }
+            }
+            _ = ticker.tick() => {
+                // Every Cluster whose last write has landed takes its next step; the writes run
+                // concurrently (at most STEPS_IN_FLIGHT, starting where the last tick stopped),
+                // as CloudNativePG's controller reconciles several Clusters at once — so one
+                // slow write never holds the others back.
+                let due: Vec<Key> = tracked.iter().filter(|(_, t)| !t.busy).map(|(k, _)| k.clone()).collect();
+                let room = STEPS_IN_FLIGHT.saturating_sub(inflight.len());
+                let start = if due.is_empty() { 0 } else { rotation % due.len() };
+                let mut launched = 0;
+                for key in due.iter().cycle().skip(start).take(due.len()) {
+                    if launched >= room {
+                        break;
+                    }
+                    let Some(t) = tracked.get_mut(key) else { continue };
+                    let spec = SpecView::from_object(&t.object.data);
+                    let Some(status) = t.sim.step(&spec, Instant::now(), opts.rejoin_after) else { continue };
+                    t.busy = true;
+                    launched += 1;
+                    let write = write_step(client.clone(), t.object.clone(), !t.objects_done, status);
+                    let (key, uid) = (key.clone(), t.object.metadata.uid.clone());
+                    inflight.push(write.map(move |outcome| (key, uid, outcome)).boxed());
+                }
+                rotation = rotation.wrapping_add(start + launched);
             }
         }
     }
@@ -287,32 +333,34 @@ fn observe(tracked: &mut BTreeMap<Key, Tracked>, obj: DynamicObject) {
         _ => {
             let status = obj.data.get("status").cloned().unwrap_or(Value::Null);
             let sim = ClusterSim::from_status(&key.1, &status);
-            tracked.insert(key, Tracked { object: obj, sim, objects_done: false });
+            tracked.insert(key, Tracked { object: obj, sim, objects_done: false, busy: false });
         }
     }
 }
 
-/// One step of one Cluster: its objects (first), then at most one status write.
-async fn advance(client: &kube::Client, t: &mut Tracked, opts: &SimulatorOptions) -> Result<(), CnpgSimError> {
-    let spec = SpecView::from_object(&t.object.data);
-    let Some(status) = t.sim.step(&spec, Instant::now(), opts.rejoin_after) else { return Ok(()) };
-    if !t.objects_done {
-        objects::ensure_objects(client, &t.object).await?;
-        t.objects_done = true;
+/// The writes of one step of one Cluster: its objects (on its first step), then its status.
+/// Returns the status written.
+async fn write_step(
+    client: kube::Client,
+    cluster: DynamicObject,
+    first: bool,
+    status: Value,
+) -> Result<Value, CnpgSimError> {
+    if first {
+        objects::ensure_objects(&client, &cluster).await?;
     }
-    let (ns, name) = key_of(&t.object).unwrap_or_default();
+    let (ns, name) = key_of(&cluster).unwrap_or_default();
     let patch = json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "status": status});
-    let api = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &resource("Cluster"));
+    let api = Api::<DynamicObject>::namespaced_with(client, &ns, &resource("Cluster"));
     api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
         .map_err(|source| CnpgSimError::Status { object: format!("Cluster {ns}/{name}"), source })?;
-    t.sim.mark_written(status);
-    Ok(())
+    Ok(status)
 }
 
 /// C:internal/controller/pooler_status.go: `instances` from the Deployment's replicas (here
 /// `spec.instances`, default 1), phase `paused` while `spec.pgbouncer.paused`, else `active`.
-async fn pooler_status(client: &kube::Client, obj: &DynamicObject) -> Result<(), CnpgSimError> {
+async fn pooler_status(client: kube::Client, obj: DynamicObject) -> Result<(), CnpgSimError> {
     let (Some(ns), Some(name)) = (obj.metadata.namespace.clone(), obj.metadata.name.clone()) else { return Ok(()) };
     let spec = &obj.data["spec"];
     let instances = spec["instances"].as_i64().unwrap_or(1);
@@ -330,7 +378,7 @@ async fn pooler_status(client: &kube::Client, obj: &DynamicObject) -> Result<(),
         body["phaseReason"] = json!(reason);
     }
     let patch = json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Pooler", "status": body});
-    let api = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &resource("Pooler"));
+    let api = Api::<DynamicObject>::namespaced_with(client, &ns, &resource("Pooler"));
     api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
         .map_err(|source| CnpgSimError::Status { object: format!("Pooler {ns}/{name}"), source })?;

@@ -50,6 +50,19 @@ pub struct ReconcilerStatus {
     pub active_region: Option<String>,
 }
 
+/// Whether `computed` must be written at once rather than coalesced: the first status, a new
+/// observed generation, or a condition whose status (True/False/Unknown) or reason differs from
+/// the live one. Counts, shard phases and messages alone are progress.
+pub fn is_urgent(computed: &ReconcilerStatus, live: Option<&mall_crds::status::MallStatus>) -> bool {
+    let Some(live) = live else { return true };
+    if computed.observed_generation != live.observed_generation {
+        return true;
+    }
+    computed.conditions.iter().any(|c| {
+        live.conditions.iter().find(|l| l.type_ == c.type_).is_none_or(|l| l.status != c.status || l.reason != c.reason)
+    })
+}
+
 struct Verdict {
     ready: Vec<String>,
     progressing: Vec<String>,

@@ -112,3 +112,31 @@ fn invalid_spec_is_degraded_with_the_reason() {
     assert_eq!((d.reason.as_str(), d.message.as_str()), ("InvalidSpec", "spec.database.shards: immutable"));
     assert_eq!(get(&s, "Ready").status, "False");
 }
+
+#[test]
+fn only_generation_and_condition_changes_are_urgent() {
+    let mall = mall_from(json!({}));
+    let starting = live(vec![
+        ("deployments", "shop-storefront", deployment("storefront", 2, 0)),
+        ("clusters", "shop-db-0", cnpg("0", 3, 1, "Creating replica")),
+    ]);
+    let first = compute(&mall, &Observed { live: Some(&starting), ..Default::default() }, now());
+    assert!(is_urgent(&first, None), "the first status is written at once");
+    let written: mall_crds::status::MallStatus = serde_json::from_value(serde_json::to_value(&first).unwrap()).unwrap();
+    let more = live(vec![
+        ("deployments", "shop-storefront", deployment("storefront", 2, 1)),
+        ("clusters", "shop-db-0", cnpg("0", 3, 2, "Creating replica")),
+    ]);
+    let progress = compute(&mall, &Observed { live: Some(&more), ..Default::default() }, now());
+    assert_ne!(progress.tiers, first.tiers, "counts moved");
+    assert!(!is_urgent(&progress, Some(&written)), "counts alone are progress");
+    let serving = live(vec![
+        ("deployments", "shop-storefront", deployment("storefront", 2, 2)),
+        ("clusters", "shop-db-0", cnpg("0", 3, 3, CNPG_HEALTHY)),
+    ]);
+    let ready = compute(&mall, &Observed { live: Some(&serving), ..Default::default() }, now());
+    assert!(is_urgent(&ready, Some(&written)), "Ready turning True is written at once");
+    let mut newer = written.clone();
+    newer.observed_generation = Some(newer.observed_generation.unwrap_or(0) + 1);
+    assert!(is_urgent(&progress, Some(&newer)), "a new generation is written at once");
+}
