@@ -7,6 +7,7 @@
 
 pub mod autoscaler;
 pub mod build;
+pub mod clusters;
 pub mod cnpg;
 pub mod reconcile;
 pub mod validate;

@@ -63,6 +63,43 @@ pub struct Resources {
     pub limits: Option<ResourceAmounts>,
 }
 
+/// The value of a Kubernetes quantity (`1Gi`, `512M`, `1.5Gi`, `250m`, `2e9`, `-1`): the one
+/// quantity parser of the workspace. `None` when the text is not a quantity.
+pub fn parse_quantity(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    if number.is_empty() || number.matches(['+', '-']).count() > 1 || number[1..].contains(['+', '-']) {
+        return None;
+    }
+    let base: f64 = number.parse().ok()?;
+    let factor = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        s if s.starts_with(['e', 'E']) => {
+            let exp = &s[1..];
+            10f64.powi(exp.strip_prefix('+').unwrap_or(exp).parse::<i32>().ok()?)
+        }
+        _ => return None,
+    };
+    let value = base * factor;
+    value.is_finite().then_some(value)
+}
+
 /// Parses a duration written with [`DURATION_PATTERN`] (`1h30m`, `250ms`).
 ///
 /// Returns `None` for anything the pattern would refuse, so callers holding a validated spec can
@@ -128,6 +165,20 @@ mod tests {
         }
         for bad in ["", "-1", "1GB", "ten", "1 Gi"] {
             assert!(!q.is_match(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quantities_parse_like_kubernetes() {
+        assert_eq!(parse_quantity("1Gi"), Some(1073741824.0));
+        assert_eq!(parse_quantity("1.5Gi"), Some(1610612736.0));
+        assert_eq!(parse_quantity("512M"), Some(512e6));
+        assert_eq!(parse_quantity("250m"), Some(0.25));
+        assert_eq!(parse_quantity("2e3"), Some(2000.0));
+        assert_eq!(parse_quantity("+2E+3"), Some(2000.0));
+        assert_eq!(parse_quantity("-1"), Some(-1.0));
+        for bad in ["", "ten", "1GB", "1-2", "--1", "Gi", "1e"] {
+            assert_eq!(parse_quantity(bad), None, "{bad}");
         }
     }
 }

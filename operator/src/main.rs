@@ -121,12 +121,16 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
     }
 }
 
+/// Changes of member clusters' children, as (namespace, Mall name), for the controllers.
+type MemberChanges = tokio::sync::broadcast::Sender<(String, String)>;
+
 /// Runs the Mall controller for one namespace (or all) until `shutdown`.
 async fn run_controller(
     ctx: Arc<Context>,
     namespace: Option<String>,
     concurrency: u16,
     shutdown: watch::Receiver<bool>,
+    member_changes: MemberChanges,
 ) {
     let client = ctx.client.clone();
     let (malls, deployments, statefulsets): (Api<Mall>, Api<Deployment>, Api<StatefulSet>) = match &namespace {
@@ -140,16 +144,31 @@ async fn run_controller(
     let children = watcher::Config::default()
         .labels(&format!("app.kubernetes.io/managed-by={}", mall_controllers::build::names::MANAGED_BY));
     let (reader, writer) = reflector::store();
-    // Only spec changes (generation) of a Mall trigger it: its own status writes do not.
-    let trigger = reflector(writer, watcher(malls, watcher::Config::default()))
+    // Only spec changes (generation) of a Mall trigger it: its own status writes do not. A
+    // change of a Mall's children in a member cluster triggers it too (through the Mall cache).
+    let own = reflector(writer, watcher(malls, watcher::Config::default()))
         .default_backoff()
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
+    let scope = namespace.clone();
+    let members = futures::stream::unfold(member_changes.subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(change) => return Some((change, rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter(move |(ns, _)| futures::future::ready(scope.as_ref().is_none_or(|s| s == ns)))
+    .map(|(ns, name)| reflector::ObjectRef::<Mall>::new(&name).within(&ns));
+    let trigger = own;
     let mut controller = Controller::for_stream(trigger, reader)
         .owns(deployments, children.clone())
         .owns(statefulsets, children.clone())
+        .reconcile_on(members)
         .with_config(ControllerConfig::default().concurrency(concurrency).debounce(Duration::from_millis(50)));
-    let served = ctx.kinds.served(&client).await.unwrap_or_default();
+    let served = ctx.served_locally().await.unwrap_or_default();
     if served.contains("clusters") {
         let cnpg = kinds::find("postgresql.cnpg.io/v1", "Cluster").map(|k| k.api_resource());
         if let Some(ar) = cnpg {
@@ -232,10 +251,16 @@ async fn main() -> anyhow::Result<()> {
     operator_metrics.set_leader(true);
 
     let watched = (!args.namespaces.is_empty()).then(|| args.namespaces.clone());
+    let (member_changes, _) = tokio::sync::broadcast::channel::<(String, String)>(1024);
+    let sender = member_changes.clone();
+    let trigger: mall_controllers::clusters::Trigger = Arc::new(move |namespace: &str, mall: &str| {
+        let _ = sender.send((namespace.to_string(), mall.to_string()));
+    });
     let ctx = Arc::new(
         Context::new(client, "mall-operator", operator_metrics.clone())
             .with_recheck(args.recheck_interval)
-            .with_child_stores(watched),
+            .with_child_stores(watched)
+            .with_member_trigger(trigger),
     );
     let namespaces: Vec<Option<String>> =
         if args.namespaces.is_empty() { vec![None] } else { args.namespaces.iter().cloned().map(Some).collect() };
@@ -245,7 +270,9 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(autoscale::run(client, namespaces.clone(), interval, shutdown.clone()));
     }
     let controllers = futures::future::join_all(
-        namespaces.into_iter().map(|ns| run_controller(ctx.clone(), ns, args.concurrency, shutdown.clone())),
+        namespaces
+            .into_iter()
+            .map(|ns| run_controller(ctx.clone(), ns, args.concurrency, shutdown.clone(), member_changes.clone())),
     );
     match election_task {
         Some(mut handle) => {

@@ -1,9 +1,11 @@
 //! Step 2: the desired children of a Mall, as pure functions of its validated spec.
 //!
 //! Contract: no client, no clock, no environment. Given the same Mall, the same objects in the
-//! same order, each with deterministic name, `app.kubernetes.io/*` labels and a controller owner
-//! reference to the Mall (absent only when the Mall has no uid, as in `mallctl render`).
-//! One module per tier; [`children`] lists them all for apply and for `mallctl render`.
+//! same order, each with deterministic name and `app.kubernetes.io/*` labels; in the operator's
+//! own cluster a controller owner reference to the Mall (absent only when the Mall has no uid, as
+//! in `mallctl render`), in a member cluster the Mall's UID label instead ([`names`]).
+//! One module per tier; [`children`] lists them all for `mallctl render`, [`children_by_target`]
+//! groups them by the cluster they go to, for apply.
 
 pub mod cache;
 pub mod database;
@@ -13,11 +15,12 @@ pub mod network;
 pub mod security;
 pub mod storefront;
 
-pub use names::Scope;
+pub use names::{Scope, Target};
 
 use mall_crds::Mall;
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// Why a child could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -72,11 +75,35 @@ pub fn children_with(
 ) -> Result<Vec<Value>, BuildError> {
     let mut out = Vec::new();
     for scope in Scope::all(mall) {
-        out.extend(storefront::build(&scope)?);
-        out.extend(network::build(&scope)?);
-        out.extend(database::build(&scope).map_err(|e| BuildError::Database(Box::new(e)))?);
-        out.extend(cache::build(&scope, &cache_secrets(&scope)).map_err(|e| BuildError::Cache(Box::new(e)))?);
-        out.extend(edge::build(&scope).map_err(|e| BuildError::Edge(Box::new(e)))?);
+        out.extend(scope_children(&scope, cache_secrets)?);
     }
+    Ok(out)
+}
+
+/// Every child of the Mall grouped by the cluster it goes to (each region's children to its
+/// region's cluster; regions sharing a cluster share an entry, in spec order).
+pub fn children_by_target(
+    mall: &Mall,
+    cache_secrets: &dyn Fn(&Scope<'_>) -> cache::CacheSecrets,
+) -> Result<BTreeMap<Target, Vec<Value>>, BuildError> {
+    let mut out: BTreeMap<Target, Vec<Value>> = BTreeMap::new();
+    for scope in Scope::all(mall) {
+        let children = scope_children(&scope, cache_secrets)?;
+        out.entry(scope.target.clone()).or_default().extend(children);
+    }
+    Ok(out)
+}
+
+/// The children of one region, tier by tier.
+fn scope_children(
+    scope: &Scope<'_>,
+    cache_secrets: &dyn Fn(&Scope<'_>) -> cache::CacheSecrets,
+) -> Result<Vec<Value>, BuildError> {
+    let mut out = Vec::new();
+    out.extend(storefront::build(scope)?);
+    out.extend(network::build(scope)?);
+    out.extend(database::build(scope).map_err(|e| BuildError::Database(Box::new(e)))?);
+    out.extend(cache::build(scope, &cache_secrets(scope)).map_err(|e| BuildError::Cache(Box::new(e)))?);
+    out.extend(edge::build(scope).map_err(|e| BuildError::Edge(Box::new(e)))?);
     Ok(out)
 }

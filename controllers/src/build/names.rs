@@ -1,14 +1,18 @@
 //! Names, labels and owner references shared by every builder.
 //!
 //! Contract: pure and deterministic. Children are named `<mall>[-<region>]-<component>[-<n>]`
-//! (the region suffix only when `spec.regions` is set), labelled with the
-//! `app.kubernetes.io/*` set below, and owned by the Mall (controller reference). Validation keeps
-//! Mall names to 30 characters and region names to 12, so every name here is a DNS label.
+//! (the region suffix only when `spec.regions` is set) and labelled with the
+//! `app.kubernetes.io/*` set below plus the Mall's name and, once it has one, its UID. Children in
+//! the operator's own cluster are owned by the Mall (controller reference, so its garbage
+//! collector removes them); children of a region in a member cluster, where the Mall does not
+//! exist, carry no owner reference: the UID label alone says whose they are, and the Mall's
+//! finalizer deletes them. Validation keeps Mall names to 30 characters and region names to 12,
+//! so every name here is a DNS label.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use mall_crds::Mall;
-use mall_crds::regions::RegionRole;
+use mall_crds::regions::{ClusterRef, RegionRole};
 use std::collections::BTreeMap;
 
 /// Field manager of every write the reconciler makes.
@@ -19,6 +23,9 @@ pub const MANAGED_BY: &str = "mall-operator";
 pub const PART_OF: &str = "mall";
 /// Label naming the owning Mall (pruning selects on it with `managed-by`).
 pub const MALL_LABEL: &str = "mallctl.io/mall";
+/// Label holding the owning Mall's UID: what makes a child provably this Mall's (in a member
+/// cluster, two hubs may hold Malls of the same namespace and name).
+pub const MALL_UID_LABEL: &str = "mallctl.io/mall-uid";
 /// Label naming the region a child belongs to.
 pub const REGION_LABEL: &str = "mallctl.io/region";
 /// Label naming the database shard of a child.
@@ -30,6 +37,44 @@ pub const AUTOSCALER_MANAGER: &str = "mall-autoscaler";
 /// `reconcile::handoff`.
 pub const AUTOSCALED_ANNOTATION: &str = "mallctl.io/autoscaled";
 
+/// The cluster a region's children go to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    /// The operator's own cluster (the hub).
+    Local,
+    /// A member cluster, reached through a kubeconfig Secret in the Mall's namespace.
+    Member {
+        /// Secret name.
+        secret: String,
+        /// Key of the kubeconfig in the Secret.
+        key: String,
+    },
+}
+
+impl Target {
+    /// The target of a region with this cluster reference.
+    pub fn of(cluster: Option<&ClusterRef>) -> Target {
+        match cluster {
+            None => Target::Local,
+            Some(c) => Target::Member { secret: c.secret_name.clone(), key: c.key.clone() },
+        }
+    }
+
+    /// Whether this is a member cluster.
+    pub fn is_member(&self) -> bool {
+        matches!(self, Target::Member { .. })
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Local => f.write_str("the operator's cluster"),
+            Target::Member { secret, key } => write!(f, "the member cluster of Secret {secret} (key {key})"),
+        }
+    }
+}
+
 /// Where a set of children goes: one region of the Mall.
 #[derive(Clone, Debug)]
 pub struct Scope<'a> {
@@ -37,15 +82,21 @@ pub struct Scope<'a> {
     pub mall: &'a Mall,
     /// Region name when the Mall lists regions.
     pub region: Option<&'a str>,
+    /// The cluster the region's children go to.
+    pub target: Target,
 }
 
 impl<'a> Scope<'a> {
     /// Every region of the Mall (one unnamed scope when `spec.regions` is empty).
     pub fn all(mall: &'a Mall) -> Vec<Scope<'a>> {
         if mall.spec.regions.is_empty() {
-            vec![Scope { mall, region: None }]
+            vec![Scope { mall, region: None, target: Target::Local }]
         } else {
-            mall.spec.regions.iter().map(|r| Scope { mall, region: Some(r.name.as_str()) }).collect()
+            mall.spec
+                .regions
+                .iter()
+                .map(|r| Scope { mall, region: Some(r.name.as_str()), target: Target::of(r.cluster.as_ref()) })
+                .collect()
         }
     }
 
@@ -81,6 +132,9 @@ impl<'a> Scope<'a> {
         if let Some(region) = self.region {
             labels.insert(REGION_LABEL.into(), region.into());
         }
+        if let Some(uid) = self.mall.metadata.uid.as_deref() {
+            labels.insert(MALL_UID_LABEL.into(), uid.into());
+        }
         labels
     }
 
@@ -109,16 +163,22 @@ impl<'a> Scope<'a> {
     /// first (or only) scope.
     pub fn autoscaler_scope(mall: &'a Mall) -> Scope<'a> {
         let primary = mall.spec.regions.iter().find(|r| r.role == RegionRole::Primary).or(mall.spec.regions.first());
-        Scope { mall, region: primary.map(|r| r.name.as_str()) }
+        Scope {
+            mall,
+            region: primary.map(|r| r.name.as_str()),
+            target: Target::of(primary.and_then(|r| r.cluster.as_ref())),
+        }
     }
 
-    /// Metadata of a child: name, namespace, labels, controller owner reference to the Mall.
+    /// Metadata of a child: name, namespace, labels and, in the operator's own cluster, the
+    /// controller owner reference to the Mall.
     pub fn meta(&self, name: impl Into<String>, component: &str) -> ObjectMeta {
+        let owner = if self.target.is_member() { None } else { owner_reference(self.mall) };
         ObjectMeta {
             name: Some(name.into()),
             namespace: self.namespace(),
             labels: Some(self.labels(component)),
-            owner_references: owner_reference(self.mall).map(|o| vec![o]),
+            owner_references: owner.map(|o| vec![o]),
             ..ObjectMeta::default()
         }
     }

@@ -2,14 +2,17 @@
 //!
 //! Contract: server-side apply with one field manager ([`FIELD_MANAGER`]) and `force` (the
 //! operator owns the fields it sets); an object whose live state already contains every desired
-//! field is not written at all (a converged Mall costs zero writes); children carrying the
-//! Mall's ownership labels that are no longer desired are deleted (pruning by label, so a tier
-//! removed from the spec disappears). Kinds the cluster does not serve are skipped and reported.
+//! field is not written at all (a converged Mall costs zero writes); children that are provably
+//! this Mall's — its UID label, or a controller owner reference to its UID — and no longer
+//! desired are deleted (so a tier removed from the spec disappears), and nothing else ever is: an
+//! object with the Mall's name label but another UID (another hub's Mall of the same name in a
+//! shared member cluster) is neither pruned nor overwritten, it is reported as a conflict. Kinds
+//! the cluster does not serve are skipped and reported.
 
 use super::compare::is_subset;
 use super::kinds::{Kind, MANAGED, find};
 use super::store::ChildStores;
-use crate::build::names::{FIELD_MANAGER, MALL_LABEL, MANAGED_BY};
+use crate::build::names::{FIELD_MANAGER, MALL_LABEL, MALL_UID_LABEL, MANAGED_BY};
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::Value;
@@ -72,6 +75,23 @@ pub struct Applied {
     pub missing: BTreeMap<&'static str, Vec<String>>,
     /// Live children after apply, by plural resource name then object name.
     pub live: BTreeMap<&'static str, BTreeMap<String, Value>>,
+    /// Desired children left alone because an object of that name belongs to another Mall.
+    pub conflicts: Vec<String>,
+}
+
+/// Whether a live object is provably the Mall's with UID `uid`: its UID label says so, or it has
+/// no UID label and a controller owner reference to that UID (children made before the label).
+/// Without a UID (a Mall not yet stored) every labelled object counts as the Mall's.
+pub fn is_ours(object: &Value, uid: Option<&str>) -> bool {
+    let Some(uid) = uid else { return true };
+    match object["metadata"]["labels"][MALL_UID_LABEL].as_str() {
+        Some(label) => label == uid,
+        None => object["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|o| o["uid"].as_str() == Some(uid) && o["controller"].as_bool() == Some(true)),
+    }
 }
 
 /// Whether the live object already holds every field of the desired one. Items of a list
@@ -110,17 +130,29 @@ fn stage(kind: &Kind) -> usize {
 /// Writes (applies or deletes) in flight at once for one Mall.
 const WRITES_IN_FLIGHT: usize = 16;
 
-/// Applies `children` into `namespace`, prunes the Mall's children not among them, and returns
-/// the live state. `served` holds the plural names of the kinds the server serves. Children
-/// are applied in two stages (configuration, then workloads); within a stage, concurrently.
+/// The Mall whose children are applied.
+#[derive(Clone, Copy, Debug)]
+pub struct Owner<'a> {
+    /// Namespace (of the Mall, and of its children in every cluster).
+    pub namespace: &'a str,
+    /// Mall name.
+    pub name: &'a str,
+    /// Mall UID (`None` before it is stored).
+    pub uid: Option<&'a str>,
+}
+
+/// Applies `children` into the owner's namespace, prunes the Mall's children not among them,
+/// and returns the live state. `served` holds the plural names of the kinds the server serves.
+/// Children are applied in two stages (configuration, then workloads); within a stage,
+/// concurrently.
 pub async fn apply(
     client: &kube::Client,
-    namespace: &str,
-    mall: &str,
+    owner: Owner<'_>,
     children: &[Value],
     served: &BTreeSet<&'static str>,
     source: LiveSource<'_>,
 ) -> Result<Applied, ApplyError> {
+    let (namespace, mall) = (owner.namespace, owner.name);
     let mut applied = Applied::default();
     let mut desired: BTreeMap<&'static str, Vec<(&'static Kind, String, &Value)>> = BTreeMap::new();
     for child in children {
@@ -144,12 +176,28 @@ pub async fn apply(
         futures::future::try_join_all(kinds.iter().map(|kind| live_children(client, namespace, mall, kind, source)))
             .await?;
     let mut live: BTreeMap<&'static str, BTreeMap<String, Value>> = kinds.iter().map(|k| k.plural).zip(lists).collect();
+    // Objects of another Mall of the same name (same name label, other UID) are set aside: never
+    // pruned, never overwritten, never counted as this Mall's.
+    let mut foreign: BTreeSet<(&'static str, String)> = BTreeSet::new();
+    for (plural, objects) in &mut live {
+        objects.retain(|name, object| {
+            let ours = is_ours(object, owner.uid);
+            if !ours {
+                foreign.insert((plural, name.clone()));
+            }
+            ours
+        });
+    }
     for current in 0..2 {
         let in_stage: Vec<&'static Kind> = kinds.iter().copied().filter(|k| stage(k) == current).collect();
         let mut writes = Vec::new();
         for kind in &in_stage {
             let existing = live.get(kind.plural);
             for (kind, name, child) in desired.get(kind.plural).into_iter().flatten() {
+                if foreign.contains(&(kind.plural, name.clone())) {
+                    applied.conflicts.push(format!("{}/{name}", kind.kind));
+                    continue;
+                }
                 let mut child = (*child).clone();
                 let current = existing.and_then(|l| l.get(name));
                 super::handoff::prepare(&mut child, current);

@@ -1,22 +1,29 @@
 //! The Mall controller: one reconcile runs the pipeline validate → build → apply → status.
 //!
-//! Contract: [`reconcile`] is idempotent and level-triggered. An invalid spec sets
+//! Contract: [`reconcile`] is idempotent and level-triggered. It works from the validated
+//! [`Plan`](crate::validate::Plan) and applies each region's children in the region's cluster
+//! (the operator's own, or a member cluster: [`targets`], [`finalize`]). An invalid spec sets
 //! `Degraded/InvalidSpec` and waits for a change; a missing composed CRD sets
 //! `Degraded/DependencyMissing` naming it and re-checks on a slow timer (no crash loop, no log
-//! spam); transient API errors back off exponentially per Mall, capped ([`error_policy`]). A
-//! converged Mall costs reads only: children whose live state already matches are not
-//! applied, and the status is written only when it changes. Time, randomness and metrics come
-//! in through [`Context`]'s small traits.
+//! spam); a member cluster that cannot be reached sets `Degraded/RegionUnreachable` naming the
+//! region and the error while every other region is still applied and the status still written,
+//! and is retried with jittered backoff; other transient API errors back off exponentially per
+//! Mall, capped ([`error_policy`]). A converged Mall costs reads only: children whose live state
+//! already matches are not applied, and the status is written only when it changes. Time,
+//! randomness and metrics come in through [`Context`]'s small traits.
 
 pub mod apply;
 pub mod compare;
+pub mod finalize;
 pub mod handoff;
 pub mod kinds;
 pub mod secrets;
 pub mod status;
 pub mod store;
+pub mod targets;
 
-use crate::build::{self, BuildError, Scope};
+use crate::build::{self, BuildError, Scope, Target};
+use crate::clusters::{Cluster, Clusters, Settings, Trigger};
 use crate::validate;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
@@ -83,12 +90,12 @@ impl Metrics for NoMetrics {
 
 /// Shared state of the controller.
 pub struct Context {
-    /// API client (the operator's identity).
+    /// API client of the operator's own cluster (the operator's identity).
     pub client: kube::Client,
     /// Event recorder.
     pub recorder: Recorder,
-    /// Served kinds, cached.
-    pub kinds: kinds::Availability,
+    /// The clusters children go to: the operator's own and the members.
+    pub clusters: Clusters,
     /// Clock.
     pub clock: Box<dyn Clock>,
     /// Randomness for generated credentials.
@@ -98,8 +105,10 @@ pub struct Context {
     /// How long before a Mall waiting on something no watch shows (a dependency to be
     /// installed, a tier still starting) is looked at again.
     pub recheck: Duration,
-    /// Watch-fed caches of the children (`None`: every reconcile LISTs).
-    pub stores: Option<store::ChildStores>,
+    /// Settings of member clusters.
+    settings: Settings,
+    /// Namespaces whose children the operator's own cluster caches (`None`: all).
+    cached: Option<Option<Vec<String>>>,
     /// Consecutive failures per Mall, for backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// When each Mall's status was last written (progress writes are coalesced).
@@ -112,31 +121,63 @@ pub const STATUS_COALESCE: Duration = Duration::from_secs(1);
 impl Context {
     /// A context with the system clock, OS randomness and the given metrics.
     pub fn new(client: kube::Client, reporter: &str, metrics: Arc<dyn Metrics>) -> Self {
-        Self {
+        let settings =
+            Settings { user_agent: format!("{reporter}/{}", env!("CARGO_PKG_VERSION")), ..Settings::default() };
+        let mut ctx = Self {
             recorder: Recorder::new(client.clone(), reporter.to_string().into()),
+            clusters: Clusters::new(
+                Cluster::new("local", client.clone(), settings.discovery_ttl, None),
+                settings.clone(),
+            ),
             client,
-            kinds: kinds::Availability::new(Duration::from_secs(30)),
             clock: Box::new(SystemClock),
             entropy: Box::new(OsEntropy),
             metrics,
             recheck: Duration::from_secs(60),
-            stores: None,
+            settings,
+            cached: None,
             failures: Mutex::new(HashMap::new()),
             status_writes: Mutex::new(HashMap::new()),
-        }
+        };
+        ctx.rebuild_clusters();
+        ctx
+    }
+
+    fn rebuild_clusters(&mut self) {
+        let stores = self.cached.clone().map(|namespaces| store::ChildStores::new(self.client.clone(), namespaces));
+        let local = Cluster::new("local", self.client.clone(), self.settings.discovery_ttl, stores);
+        self.clusters = Clusters::new(local, self.settings.clone());
     }
 
     /// Sets the recheck interval (served kinds are re-discovered at half of it).
     pub fn with_recheck(mut self, recheck: Duration) -> Self {
         self.recheck = recheck;
-        self.kinds = kinds::Availability::new(recheck / 2);
+        self.settings.discovery_ttl = recheck / 2;
+        self.rebuild_clusters();
         self
     }
 
-    /// Reads children from watch-fed caches of `namespaces` (`None`: all) instead of LISTs.
+    /// Reads children from watch-fed caches (in the operator's own cluster of `namespaces`,
+    /// `None`: all; in member clusters of every namespace) instead of LISTs.
     pub fn with_child_stores(mut self, namespaces: Option<Vec<String>>) -> Self {
-        self.stores = Some(store::ChildStores::new(self.client.clone(), namespaces));
+        self.cached = Some(namespaces);
+        self.settings.caches = true;
+        self.rebuild_clusters();
         self
+    }
+
+    /// Reports changes of member clusters' children to `trigger` (the operator reconciles the
+    /// Mall named by the change).
+    pub fn with_member_trigger(mut self, trigger: Trigger) -> Self {
+        self.settings.trigger = Some(trigger);
+        self.rebuild_clusters();
+        self
+    }
+
+    /// The operator's own cluster's served kinds (discovery, cached).
+    pub async fn served_locally(&self) -> Result<std::collections::BTreeSet<&'static str>, kinds::DiscoveryError> {
+        let local = self.clusters.local();
+        local.kinds.served(&local.client).await
     }
 
     /// How long a progress-only status write of Mall `key` must wait (`None`: write now).
@@ -181,6 +222,9 @@ pub enum Error {
     /// Writing the status failed.
     #[error("writing the status")]
     Status(#[source] kube::Error),
+    /// Writing the finalizer or the member record failed.
+    #[error("recording member clusters on the Mall")]
+    Record(#[source] kube::Error),
 }
 
 impl Error {
@@ -193,6 +237,7 @@ impl Error {
             Error::Secrets(_) => "secrets",
             Error::Apply(_) => "apply",
             Error::Status(_) => "status",
+            Error::Record(_) => "record",
         }
     }
 }
@@ -215,33 +260,42 @@ pub async fn reconcile(mall: Arc<Mall>, ctx: Arc<Context>) -> Result<Action, Err
 async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static str), Error> {
     let namespace = mall.namespace().ok_or(Error::NoNamespace)?;
     let name = mall.name_any();
-    let mut writes = 0;
-    if let Err(invalid) = validate::validate(mall) {
-        let observed = status::Observed { invalid: Some(invalid.to_string()), ..Default::default() };
-        let computed = status::compute(mall, &observed, ctx.clock.now());
-        if write_status(ctx, mall, &namespace, &computed).await? {
-            publish(ctx, mall, EventType::Warning, "InvalidSpec", &invalid.to_string()).await;
-        }
-        return Ok((Action::await_change(), "invalid"));
+    if mall.metadata.deletion_timestamp.is_some() {
+        return delete(mall, ctx, &namespace).await;
     }
-    let served = ctx.kinds.served(&ctx.client).await?;
-    let credentials =
-        secrets::CacheCredentials::resolve(&ctx.client, mall, &namespace, ctx.entropy.as_ref(), ctx.stores.as_ref())
-            .await?;
-    let children =
-        build::children_with(mall, &|scope: &Scope<'_>| credentials.for_scope(scope)).map_err(Error::Build)?;
-    let children = secrets::normalize(children);
-    let applied = apply::apply(
-        &ctx.client,
-        &namespace,
-        &name,
-        &children,
-        &served,
-        apply::LiveSource { stores: ctx.stores.as_ref() },
-    )
-    .await?;
+    let mut writes = 0;
+    let plan = match validate::plan(mall) {
+        Ok(plan) => plan,
+        Err(invalid) => {
+            let observed = status::Observed { invalid: Some(invalid.to_string()), ..Default::default() };
+            let computed = status::compute(mall, &observed, ctx.clock.now());
+            if write_status(ctx, mall, &namespace, &computed).await? {
+                publish(ctx, mall, EventType::Warning, "InvalidSpec", &invalid.to_string()).await;
+            }
+            return Ok((Action::await_change(), "invalid"));
+        }
+    };
+    let planned = plan.targets();
+    let (leaving, recorded) = finalize::record_members(ctx, mall, &planned).await?;
+    writes += usize::from(recorded);
+    let resolved = targets::resolve(ctx, &namespace, &planned.union(&leaving).cloned().collect()).await;
+    let scopes = targets::resolved_scopes(&plan, &resolved);
+    let credentials = secrets::CacheCredentials::resolve(mall, &namespace, ctx.entropy.as_ref(), &scopes).await?;
+    let mut by_target =
+        build::children_by_target(mall, &|scope: &Scope<'_>| credentials.for_scope(scope)).map_err(Error::Build)?;
+    // A region whose cluster cannot be used yet is not applied; its cache password may not
+    // have been read back, so nothing is built for it from a guess.
+    by_target.retain(|target, _| matches!(resolved.get(target), Some(Ok(_))) || *target == Target::Local);
+    let by_target: std::collections::BTreeMap<Target, Vec<serde_json::Value>> =
+        by_target.into_iter().map(|(target, children)| (target, secrets::normalize(children))).collect();
+    let children = by_target.values().map(Vec::len).sum::<usize>();
+    let outcome = targets::apply_all(ctx, &plan, &resolved, by_target, &leaving).await;
+    let emptied: std::collections::BTreeSet<Target> =
+        leaving.iter().filter(|t| !outcome.failures.iter().any(|f| &f.target == *t)).cloned().collect();
+    writes += usize::from(finalize::forget_members(ctx, mall, &planned, &emptied).await?);
+    let applied = outcome.applied;
     writes += applied.written.len() + applied.pruned.len();
-    ctx.metrics.children(&format!("{namespace}/{name}"), children.len());
+    ctx.metrics.children(&format!("{namespace}/{name}"), children);
     if !applied.written.is_empty() {
         let note = format!("applied {}", summarize(&applied.written));
         publish(ctx, mall, EventType::Normal, "Applied", &note).await;
@@ -250,8 +304,14 @@ async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static
         let note = format!("deleted {}", summarize(&applied.pruned));
         publish(ctx, mall, EventType::Normal, "Pruned", &note).await;
     }
-    let observed =
-        status::Observed { live: Some(&applied.live), missing: Some(&applied.missing), ..Default::default() };
+    let unreachable: Vec<String> = outcome.failures.iter().map(targets::RegionFailure::describe).collect();
+    let observed = status::Observed {
+        live: Some(&applied.live),
+        missing: Some(&applied.missing),
+        unreachable: unreachable.clone(),
+        conflicts: applied.conflicts.clone(),
+        ..Default::default()
+    };
     let computed = status::compute(mall, &observed, ctx.clock.now());
     let key = format!("{namespace}/{name}");
     // Progress (counts, shard phases) is coalesced: at most one such write per Mall every
@@ -268,15 +328,60 @@ async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static
             let deps: Vec<&str> = applied.missing.keys().copied().collect();
             publish(ctx, mall, EventType::Warning, "DependencyMissing", &format!("missing {}", deps.join(", "))).await;
         }
+        for failure in &unreachable {
+            publish(ctx, mall, EventType::Warning, "RegionUnreachable", failure).await;
+        }
+        if !applied.conflicts.is_empty() {
+            let note = format!("left alone (another Mall's): {}", summarize(&applied.conflicts));
+            publish(ctx, mall, EventType::Warning, "OwnershipConflict", &note).await;
+        }
     }
     ctx.metrics.writes(writes);
     let ready = computed.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-    let outcome = if applied.missing.is_empty() { "ok" } else { "dependency_missing" };
-    // Children's changes come back through the owned-object watches; the slow recheck covers
-    // what no watch shows (a CRD installed later, status of kinds not watched).
-    let next = if ready && applied.missing.is_empty() { ctx.recheck * 5 } else { ctx.recheck };
+    let outcome_label = match () {
+        _ if !outcome.failures.is_empty() => "region_unreachable",
+        _ if !applied.missing.is_empty() => "dependency_missing",
+        _ => "ok",
+    };
+    // Children's changes come back through the owned-object watches (members: their caches'
+    // trigger); the slow recheck covers what no watch shows (a CRD installed later, status of
+    // kinds not watched, a rotated kubeconfig Secret).
+    let mut next =
+        if ready && applied.missing.is_empty() && !plan.has_members() { ctx.recheck * 5 } else { ctx.recheck };
+    if let Some(retry) = outcome.failures.iter().filter_map(|f| f.retry_in).min() {
+        next = next.min(retry.max(Duration::from_millis(100)));
+    }
     let next = hold.map_or(next, |wait| next.min(wait));
-    Ok((Action::requeue(next), outcome))
+    Ok((Action::requeue(next), outcome_label))
+}
+
+/// A Mall being deleted: empties its member clusters, then lets it go ([`finalize`]).
+async fn delete(mall: &Mall, ctx: &Context, namespace: &str) -> Result<(Action, &'static str), Error> {
+    if !mall.finalizers().iter().any(|f| f == finalize::FINALIZER) {
+        return Ok((Action::await_change(), "deleted"));
+    }
+    let done = finalize::finalize(ctx, mall).await?;
+    if !done.pruned.is_empty() {
+        publish(ctx, mall, EventType::Normal, "Pruned", &format!("deleted {}", summarize(&done.pruned))).await;
+    }
+    if done.released {
+        if !done.blocked.is_empty() {
+            let note = format!("released with children left behind in: {}", done.blocked.join("; "));
+            publish(ctx, mall, EventType::Warning, "ReleasedUnreachableMembers", &note).await;
+        }
+        return Ok((Action::await_change(), "deleted"));
+    }
+    let observed = status::Observed { cleanup_blocked: done.blocked.clone(), ..Default::default() };
+    let computed = status::compute(mall, &observed, ctx.clock.now());
+    if write_status(ctx, mall, namespace, &computed).await? {
+        let note = format!(
+            "cannot delete children in {}; retrying (annotate the Mall {}=true to let it go and leave them)",
+            done.blocked.join("; "),
+            finalize::RELEASE_ANNOTATION
+        );
+        publish(ctx, mall, EventType::Warning, "CleanupBlocked", &note).await;
+    }
+    Ok((Action::requeue(ctx.recheck.min(Duration::from_secs(30))), "cleanup_blocked"))
 }
 
 fn summarize(items: &[String]) -> String {

@@ -2,14 +2,16 @@
 //!
 //! Contract: a generated password is made once — from [`Entropy`] when its Secret does not
 //! exist yet — and afterwards always read back from that Secret, so re-applying never changes
-//! it and it never appears in logs, events or ConfigMaps. [`normalize`] turns `stringData` of
+//! it and it never appears in logs, events or ConfigMaps; every region of a Mall gets the same
+//! cache credentials. Secrets a member region's children refer to (backup credentials, TLS) are
+//! copied there from the operator's cluster ([`member_copies`]). [`normalize`] turns `stringData` of
 //! built Secrets into `data` (what the API server stores), so comparing with the live Secret
 //! works and a converged Secret is never rewritten.
 
 use super::Entropy;
-use super::store::ChildStores;
 use crate::build::Scope;
 use crate::build::cache::{self, CacheSecrets};
+use crate::clusters::Cluster;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -17,6 +19,7 @@ use kube::api::Api;
 use mall_crds::Mall;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Why credentials could not be resolved.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +32,15 @@ pub enum SecretsError {
         /// Cause.
         #[source]
         source: kube::Error,
+    },
+    /// A copied Secret could not be built.
+    #[error("copying Secret {name}")]
+    Copy {
+        /// Secret name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: Box<crate::build::BuildError>,
     },
     /// The existing Secret holds a password the cache refuses (edited by hand?).
     #[error("Secret {name} holds an unusable CACHE_PASSWORD (delete it to have a new one generated)")]
@@ -47,44 +59,37 @@ pub struct CacheCredentials {
 }
 
 impl CacheCredentials {
-    /// Reads each region's existing connection Secret, or generates a password for it.
+    /// Reads each region's existing connection Secret from the region's cluster; a region without
+    /// one gets the password another region already has (so every region's cache takes the same
+    /// credentials), or, when none has one yet, one password generated now for all of them.
+    /// Existing passwords are never changed.
     pub async fn resolve(
-        client: &kube::Client,
         mall: &Mall,
         namespace: &str,
         entropy: &dyn Entropy,
-        stores: Option<&ChildStores>,
+        scopes: &[(Scope<'_>, Arc<Cluster>)],
     ) -> Result<Self, SecretsError> {
         let mut by_prefix = BTreeMap::new();
         if mall.spec.cache.is_none() {
             return Ok(Self { by_prefix });
         }
-        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        let secret_kind = super::kinds::find("v1", "Secret");
-        let stores = stores.zip(secret_kind);
-        for scope in Scope::all(mall) {
-            let name = cache::secret_name(&scope);
-            // A cached Secret is trusted (a password never changes once made); a miss is
-            // checked with a GET, so a cache that lags never makes a second password.
-            let cached = stores
-                .and_then(|(s, kind)| s.get(kind, namespace, &mall.name_any(), &name))
-                .and_then(|v| serde_json::from_value::<Secret>(v).ok());
-            let existing = match cached {
-                Some(secret) => Some(secret),
-                None => api.get_opt(&name).await.map_err(|source| SecretsError::Read { name: name.clone(), source })?,
-            };
-            let password = existing
-                .as_ref()
-                .and_then(|s| s.data.as_ref())
-                .and_then(|d| d.get("CACHE_PASSWORD"))
-                .map(|b| String::from_utf8_lossy(&b.0).into_owned());
-            let secrets = match password {
-                Some(p) => {
-                    CacheSecrets::new(p).map_err(|source| SecretsError::Unusable { name: name.clone(), source })?
+        let mut pending = Vec::new();
+        for (scope, cluster) in scopes {
+            match existing_password(mall, namespace, scope, cluster).await? {
+                Some(secrets) => {
+                    by_prefix.insert(scope.prefix(), secrets);
                 }
+                None => pending.push(scope.prefix()),
+            }
+        }
+        if !pending.is_empty() {
+            let shared = match by_prefix.values().next() {
+                Some(existing) => existing.clone(),
                 None => CacheSecrets::from_random_bytes(&entropy.bytes32()),
             };
-            by_prefix.insert(scope.prefix(), secrets);
+            for prefix in pending {
+                by_prefix.insert(prefix, shared.clone());
+            }
         }
         Ok(Self { by_prefix })
     }
@@ -93,6 +98,108 @@ impl CacheCredentials {
     pub fn for_scope(&self, scope: &Scope<'_>) -> CacheSecrets {
         self.by_prefix.get(&scope.prefix()).cloned().unwrap_or_else(CacheSecrets::placeholder)
     }
+}
+
+/// The password in `scope`'s connection Secret in its cluster, if that Secret exists.
+async fn existing_password(
+    mall: &Mall,
+    namespace: &str,
+    scope: &Scope<'_>,
+    cluster: &Cluster,
+) -> Result<Option<CacheSecrets>, SecretsError> {
+    let name = cache::secret_name(scope);
+    // A cached Secret is trusted (a password never changes once made); a miss is checked with a
+    // GET, so a cache that lags never makes a second password.
+    let secret_kind = super::kinds::find("v1", "Secret");
+    let cached = cluster
+        .stores
+        .as_ref()
+        .zip(secret_kind)
+        .and_then(|(s, kind)| s.get(kind, namespace, &mall.name_any(), &name))
+        .and_then(|v| serde_json::from_value::<Secret>(v).ok());
+    let existing = match cached {
+        Some(secret) => Some(secret),
+        None => {
+            let api: Api<Secret> = Api::namespaced(cluster.client.clone(), namespace);
+            api.get_opt(&name).await.map_err(|source| SecretsError::Read { name: name.clone(), source })?
+        }
+    };
+    let password = existing
+        .as_ref()
+        .and_then(|s| s.data.as_ref())
+        .and_then(|d| d.get("CACHE_PASSWORD"))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+    password
+        .map(|p| CacheSecrets::new(p).map_err(|source| SecretsError::Unusable { name: name.clone(), source }))
+        .transpose()
+}
+
+/// Names of the Secrets in the Mall's namespace its children refer to but the operator does not
+/// make: the backup credentials and the edge TLS Secret.
+pub fn referenced(mall: &Mall) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    if let Some(backup) = &mall.spec.database.backup {
+        names.push(backup.object_store.credentials.secret_name.clone());
+    }
+    if let Some(tls) = mall.spec.cdn.as_ref().and_then(|c| c.tls_secret_name.clone()) {
+        names.push(tls);
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Copies, for a member cluster, of the Secrets `scope`'s children refer to ([`referenced`]),
+/// read from the operator's cluster and labelled as the Mall's (so they are pruned with it). A
+/// Secret the member already holds that is not the Mall's (provisioned there by hand) is left
+/// alone and not copied; a source Secret that does not exist yet is skipped (the children wait
+/// for it as they would in the operator's cluster).
+pub async fn member_copies(
+    hub: &Cluster,
+    member: &Cluster,
+    mall: &Mall,
+    namespace: &str,
+    scope: &Scope<'_>,
+) -> Result<Vec<Value>, SecretsError> {
+    let mut copies = Vec::new();
+    let hub_api: Api<Secret> = Api::namespaced(hub.client.clone(), namespace);
+    let member_api: Api<Secret> = Api::namespaced(member.client.clone(), namespace);
+    let secret_kind = super::kinds::find("v1", "Secret");
+    for name in referenced(mall) {
+        let ours = member
+            .stores
+            .as_ref()
+            .zip(secret_kind)
+            .and_then(|(s, kind)| s.get(kind, namespace, &mall.name_any(), &name))
+            .is_some_and(|live| super::apply::is_ours(&live, mall.metadata.uid.as_deref()));
+        if !ours {
+            let there =
+                member_api.get_opt(&name).await.map_err(|source| SecretsError::Read { name: name.clone(), source })?;
+            if let Some(there) = there {
+                let value = serde_json::to_value(&there).unwrap_or_default();
+                let labelled = value["metadata"]["labels"][crate::build::names::MALL_LABEL].as_str().is_some();
+                if !(labelled && super::apply::is_ours(&value, mall.metadata.uid.as_deref())) {
+                    continue;
+                }
+            }
+        }
+        let Some(source) =
+            hub_api.get_opt(&name).await.map_err(|source| SecretsError::Read { name: name.clone(), source })?
+        else {
+            continue;
+        };
+        let copy = Secret {
+            metadata: scope.meta(name.clone(), "copied-secret"),
+            data: source.data.clone(),
+            type_: source.type_.clone(),
+            ..Secret::default()
+        };
+        copies.push(
+            crate::build::to_value(&copy, &name)
+                .map_err(|source| SecretsError::Copy { name, source: Box::new(source) })?,
+        );
+    }
+    Ok(copies)
 }
 
 /// Moves `stringData` of every Secret into `data`, base64-encoded as the server stores it.

@@ -11,9 +11,13 @@
 //! The cache may lag the API by a watch event; callers treat it as a hint: server-side apply is
 //! idempotent (a stale "missing" costs one redundant apply), a stale "present" costs one 404
 //! on prune, and nothing that must not be regenerated (a password) is decided from a miss.
+//! With a trigger ([`ChildStores::with_trigger`], member clusters), every change after the first
+//! LIST is reported as (namespace, Mall) so the Mall is reconciled, as owned-object watches do in
+//! the operator's own cluster.
 
 use super::kinds::Kind;
 use crate::build::names::{AUTOSCALER_MANAGER, MALL_LABEL, MANAGED_BY};
+use crate::clusters::Trigger;
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -71,12 +75,19 @@ pub struct ChildStores {
     /// Watched namespaces; `None` = all namespaces.
     namespaces: Option<Vec<String>>,
     caches: Mutex<BTreeMap<Key, Cached>>,
+    trigger: Option<Trigger>,
 }
 
 impl ChildStores {
     /// Caches for the given namespaces (`None`: one cluster-wide cache per kind).
     pub fn new(client: kube::Client, namespaces: Option<Vec<String>>) -> Self {
-        Self { client, namespaces, caches: Mutex::new(BTreeMap::new()) }
+        Self { client, namespaces, caches: Mutex::new(BTreeMap::new()), trigger: None }
+    }
+
+    /// Reports every change seen after a cache's first LIST to `trigger`.
+    pub fn with_trigger(mut self, trigger: Trigger) -> Self {
+        self.trigger = Some(trigger);
+        self
     }
 
     /// The cache key of `kind` for a Mall in `namespace`; `None` if not watched here.
@@ -139,6 +150,13 @@ impl ChildStores {
         let index = Arc::new(RwLock::new(Index::default()));
         let ready = Arc::new(AtomicBool::new(false));
         let (writer, flag, plural) = (index.clone(), ready.clone(), kind.plural);
+        let trigger = self.trigger.clone();
+        let notify = move |object: &DynamicObject| {
+            let mall = object.metadata.labels.as_ref().and_then(|l| l.get(MALL_LABEL));
+            if let (Some(trigger), Some(ns), Some(mall)) = (&trigger, object.metadata.namespace.as_deref(), mall) {
+                trigger(ns, mall);
+            }
+        };
         let task = tokio::spawn(async move {
             let mut events = std::pin::pin!(watcher(api, config).default_backoff().modify(slim));
             let mut relisting: Option<Index> = None;
@@ -159,9 +177,11 @@ impl ChildStores {
                         flag.store(true, Ordering::Release);
                     }
                     watcher::Event::Apply(o) => {
-                        writer.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(&o)
+                        writer.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(&o);
+                        notify(&o);
                     }
                     watcher::Event::Delete(o) => {
+                        notify(&o);
                         let (ns, name) =
                             (o.metadata.namespace.unwrap_or_default(), o.metadata.name.unwrap_or_default());
                         writer.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&ns, &name);

@@ -8,7 +8,10 @@
 //! OpenAPI error blocks it). So each problem carries the same field path the server reports,
 //! which `localcluster`'s tests prove against the real API server.
 
+pub mod plan;
 mod schema;
+
+pub use plan::{Plan, plan};
 
 use mall_crds::Mall;
 use serde_json::Value;

@@ -65,32 +65,8 @@ pub fn eviction_policy(policy: EvictionPolicy) -> &'static str {
 /// Bytes in a Kubernetes quantity (`1Gi`, `512M`, `1.5Gi`, `2e9`), rounded down; `None` when
 /// it is not a quantity.
 pub fn quantity_bytes(text: &str) -> Option<u64> {
-    let text = text.strip_prefix('+').unwrap_or(text);
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    let factor: f64 = match suffix {
-        "" => 1.0,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        exp => {
-            let exp = exp.strip_prefix(['e', 'E'])?;
-            10f64.powi(exp.strip_prefix('+').unwrap_or(exp).parse().ok()?)
-        }
-    };
-    let bytes = (value * factor).floor();
-    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+    let bytes = mall_crds::common::parse_quantity(text)?.floor();
+    (bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 #[cfg(test)]

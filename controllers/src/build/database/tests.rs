@@ -90,6 +90,17 @@ fn every_example_builds_the_right_objects_with_owner_and_labels() {
         assert_eq!(objects.len(), regions * (2 * shards + poolers + backups + stores + 1), "{file}");
         let uid = mall.metadata.uid.as_deref();
         for o in &objects {
+            let member = !o["metadata"]["labels"][crate::build::names::REGION_LABEL].is_null()
+                && mall.spec.regions.iter().any(|r| {
+                    Some(r.name.as_str()) == o["metadata"]["labels"][crate::build::names::REGION_LABEL].as_str()
+                        && r.cluster.is_some()
+                });
+            assert_eq!(o["metadata"]["labels"][crate::build::names::MALL_UID_LABEL].as_str(), uid, "{file} {}", id(o));
+            if member {
+                // In a member cluster the Mall does not exist: the UID label, no owner reference.
+                assert!(o["metadata"]["ownerReferences"].is_null(), "{file} {}", id(o));
+                continue;
+            }
             let owner = &o["metadata"]["ownerReferences"][0];
             assert_eq!((owner["kind"].as_str(), owner["uid"].as_str()), (Some("Mall"), uid), "{file} {}", id(o));
             assert_eq!(owner["controller"], true);

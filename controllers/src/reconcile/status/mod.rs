@@ -29,6 +29,12 @@ pub struct Observed<'a> {
     pub invalid: Option<String>,
     /// Why applying failed, when it did.
     pub apply_error: Option<String>,
+    /// Regions whose cluster could not be reconciled, each with the error.
+    pub unreachable: Vec<String>,
+    /// Children left alone because an object of that name belongs to another Mall.
+    pub conflicts: Vec<String>,
+    /// While the Mall is deleted: member clusters whose children could not be deleted yet.
+    pub cleanup_blocked: Vec<String>,
 }
 
 /// The status fields this reconciler owns.
@@ -178,11 +184,26 @@ pub fn compute(mall: &Mall, observed: &Observed<'_>, now: Time) -> ReconcilerSta
         v.degraded.push(("ApplyFailed".into(), err.clone()));
         v.ready.push("applying children failed".into());
     }
+    if !observed.cleanup_blocked.is_empty() {
+        let message = format!("deleting the Mall waits on: {}", observed.cleanup_blocked.join("; "));
+        v.degraded.push(("CleanupBlocked".into(), message));
+        v.ready.push("the Mall is being deleted".into());
+    }
+    for failure in &observed.unreachable {
+        v.degraded.push(("RegionUnreachable".into(), failure.clone()));
+        v.ready.push(failure.clone());
+    }
+    if !observed.conflicts.is_empty() {
+        let message =
+            format!("objects of another Mall with the same names were left alone: {}", observed.conflicts.join(", "));
+        v.degraded.push(("OwnershipConflict".into(), message));
+        v.ready.push("some children belong to another Mall".into());
+    }
     if let Some(err) = &observed.invalid {
         v.degraded.push(("InvalidSpec".into(), err.clone()));
         v.ready.push("the spec is invalid".into());
     }
-    if storefront.is_none() && observed.invalid.is_none() {
+    if storefront.is_none() && observed.invalid.is_none() && observed.cleanup_blocked.is_empty() {
         v.progressing.push("storefront not created yet".into());
         v.ready.push("storefront not created yet".into());
     }
