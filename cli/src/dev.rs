@@ -189,7 +189,7 @@ async fn serve(args: DevArgs) -> Result<(), DevError> {
             if let Some(hub) = clusters.first()
                 && !args.apply.is_empty()
             {
-                let malls = crate::dev_stack::apply(hub, &args.apply).await?;
+                let malls = crate::dev_stack::apply(&clusters, &args.apply).await?;
                 if args.operator {
                     crate::dev_stack::wait_ready(hub, &malls, Duration::from_secs(300)).await?;
                 }

@@ -1,7 +1,10 @@
 //! What `mallctl dev` runs on top of the clusters: the CloudNativePG status simulator (a
 //! stand-in: no database pod runs on the local control plane; on a real cluster CloudNativePG
 //! does this), the operator (`--operator`, a separate `mall-operator` process against the first
-//! cluster), and `--apply` of Mall manifests, waiting until each is Ready.
+//! cluster), and `--apply` of Mall manifests, waiting until each is Ready. A Mall region in a
+//! member cluster (`spec.regions[].cluster`) is connected to the dev cluster named like the
+//! region: the chart's member identity is installed there and its kubeconfig Secret created in
+//! the hub.
 //!
 //! Contract: everything started here is stopped by [`Stack::stop`] (the operator gets SIGTERM,
 //! then SIGKILL after 10 s). Manifests are validated offline before they are sent.
@@ -45,6 +48,9 @@ pub enum StackError {
         #[source]
         source: kube::Error,
     },
+    /// A member cluster could not be connected.
+    #[error("connecting a member cluster")]
+    Member(#[source] localcluster::members::MemberError),
     /// A Mall did not become Ready in time.
     #[error("Mall {name} not Ready after {waited:?}: {detail}")]
     NotReady {
@@ -138,9 +144,50 @@ impl Stack {
     }
 }
 
-/// Validates and applies every Mall in `files` into `cluster` (creating namespaces), returning
+/// For every region of `mall` in a member cluster: installs the chart's member identity into the
+/// dev cluster named like the region and stores its kubeconfig (token and CA embedded) in the
+/// hub under the Secret and key the region names.
+async fn connect_members(clusters: &[LocalCluster], mall: &Mall, namespace: &str) -> Result<(), StackError> {
+    let Some(hub) = clusters.first() else { return Ok(()) };
+    for region in &mall.spec.regions {
+        let Some(reference) = &region.cluster else { continue };
+        let member = clusters.iter().skip(1).find(|c| c.name() == region.name).ok_or_else(|| {
+            StackError::Manifest(format!(
+                "region {:?} runs in a member cluster: start one named like it (--clusters {},{})",
+                region.name,
+                hub.name(),
+                mall.spec.regions.iter().filter(|r| r.cluster.is_some()).map(|r| r.name.as_str()).collect::<Vec<_>>().join(",")
+            ))
+        })?;
+        let kubeconfig =
+            localcluster::members::install_member_identity(member, &localcluster::tools::repo_root(), &[namespace])
+                .await
+                .map_err(StackError::Member)?;
+        localcluster::members::put_kubeconfig_secret(
+            &hub.client(),
+            namespace,
+            &reference.secret_name,
+            &reference.key,
+            &kubeconfig,
+        )
+        .await
+        .map_err(StackError::Member)?;
+        eprintln!(
+            "mallctl dev: region {} runs in cluster {} (Secret {namespace}/{} in {} holds its kubeconfig, with the chart's member Role)",
+            region.name,
+            member.name(),
+            reference.secret_name,
+            hub.name()
+        );
+    }
+    Ok(())
+}
+
+/// Validates and applies every Mall in `files` into the first of `clusters` (creating
+/// namespaces; regions in member clusters go to the clusters named like them), returning
 /// (namespace, name) of each.
-pub async fn apply(cluster: &LocalCluster, files: &[String]) -> Result<Vec<(String, String)>, StackError> {
+pub async fn apply(clusters: &[LocalCluster], files: &[String]) -> Result<Vec<(String, String)>, StackError> {
+    let Some(cluster) = clusters.first() else { return Ok(Vec::new()) };
     let client = cluster.client();
     let mut applied = Vec::new();
     for file in files {
@@ -156,6 +203,7 @@ pub async fn apply(cluster: &LocalCluster, files: &[String]) -> Result<Vec<(Stri
             ns.patch(&namespace, &PatchParams::apply("mallctl"), &Patch::Apply(&ns_object))
                 .await
                 .map_err(|source| StackError::Apply { name: name.clone(), source })?;
+            connect_members(clusters, &mall, &namespace).await?;
             let mut value: Value = doc.value.clone();
             value["metadata"]["namespace"] = Value::String(namespace.clone());
             let api: Api<Mall> = Api::namespaced(client.clone(), &namespace);

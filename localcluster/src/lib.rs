@@ -90,6 +90,7 @@ pub mod faults;
 pub mod kubeconfig;
 pub mod kwok;
 mod launch;
+pub mod members;
 mod options;
 pub mod pki;
 mod process;

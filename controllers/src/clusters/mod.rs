@@ -283,7 +283,7 @@ impl Clusters {
             kube::Client::try_from(config).map_err(|source| ClusterError::Client { secret: secret.into(), source })?;
         let name = format!("{namespace}/{secret}");
         let stores = self.settings.caches.then(|| {
-            let stores = ChildStores::new(client.clone(), None);
+            let stores = ChildStores::per_namespace(client.clone());
             match &self.settings.trigger {
                 Some(trigger) => stores.with_trigger(trigger.clone()),
                 None => stores,

@@ -278,7 +278,9 @@ async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static
     let planned = plan.targets();
     let (leaving, recorded) = finalize::record_members(ctx, mall, &planned).await?;
     writes += usize::from(recorded);
-    let resolved = targets::resolve(ctx, &namespace, &planned.union(&leaving).cloned().collect()).await;
+    let mut visit: std::collections::BTreeSet<Target> = planned.union(&leaving).cloned().collect();
+    visit.insert(Target::Local);
+    let resolved = targets::resolve(ctx, &namespace, &visit).await;
     let scopes = targets::resolved_scopes(&plan, &resolved);
     let credentials = secrets::CacheCredentials::resolve(mall, &namespace, ctx.entropy.as_ref(), &scopes).await?;
     let mut by_target =

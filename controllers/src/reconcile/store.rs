@@ -76,12 +76,20 @@ pub struct ChildStores {
     namespaces: Option<Vec<String>>,
     caches: Mutex<BTreeMap<Key, Cached>>,
     trigger: Option<Trigger>,
+    /// Every kind watched per namespace, any namespace (member clusters, where the operator's
+    /// identity holds Roles per namespace only).
+    per_namespace: bool,
 }
 
 impl ChildStores {
     /// Caches for the given namespaces (`None`: one cluster-wide cache per kind).
     pub fn new(client: kube::Client, namespaces: Option<Vec<String>>) -> Self {
-        Self { client, namespaces, caches: Mutex::new(BTreeMap::new()), trigger: None }
+        Self { client, namespaces, caches: Mutex::new(BTreeMap::new()), trigger: None, per_namespace: false }
+    }
+
+    /// Caches of every kind per namespace, for any namespace asked about (member clusters).
+    pub fn per_namespace(client: kube::Client) -> Self {
+        Self { client, namespaces: None, caches: Mutex::new(BTreeMap::new()), trigger: None, per_namespace: true }
     }
 
     /// Reports every change seen after a cache's first LIST to `trigger`.
@@ -93,7 +101,7 @@ impl ChildStores {
     /// The cache key of `kind` for a Mall in `namespace`; `None` if not watched here.
     fn key(&self, kind: &'static Kind, namespace: &str) -> Option<Key> {
         let watched = self.namespaces.as_ref().is_none_or(|list| list.iter().any(|n| n == namespace));
-        let cluster_wide = self.namespaces.is_none() && kind.plural != "secrets";
+        let cluster_wide = !self.per_namespace && self.namespaces.is_none() && kind.plural != "secrets";
         watched.then(|| (kind.plural, (!cluster_wide).then(|| namespace.to_string())))
     }
 
