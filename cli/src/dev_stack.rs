@@ -156,7 +156,13 @@ async fn connect_members(clusters: &[LocalCluster], mall: &Mall, namespace: &str
                 "region {:?} runs in a member cluster: start one named like it (--clusters {},{})",
                 region.name,
                 hub.name(),
-                mall.spec.regions.iter().filter(|r| r.cluster.is_some()).map(|r| r.name.as_str()).collect::<Vec<_>>().join(",")
+                mall.spec
+                    .regions
+                    .iter()
+                    .filter(|r| r.cluster.is_some())
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ))
         })?;
         let kubeconfig =

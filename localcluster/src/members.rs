@@ -70,13 +70,15 @@ pub fn render_member_chart(repo_root: &Path, tools: &Path, namespaces: &[&str]) 
         let detail = String::from_utf8_lossy(&out.stderr).into_owned();
         return Err(MemberError::Helm { chart: chart.display().to_string(), detail });
     }
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).map_err(MemberError::Yaml)?;
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).map_err(MemberError::Yaml)?;
     Ok(docs.into_iter().filter(|d| d.is_object()).collect())
 }
 
 /// Applies one rendered object with server-side apply.
 async fn apply(client: &kube::Client, doc: &Value) -> Result<(), MemberError> {
-    let (api_version, kind) = (doc["apiVersion"].as_str().unwrap_or_default(), doc["kind"].as_str().unwrap_or_default());
+    let (api_version, kind) =
+        (doc["apiVersion"].as_str().unwrap_or_default(), doc["kind"].as_str().unwrap_or_default());
     let name = doc["metadata"]["name"].as_str().unwrap_or_default();
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let plural = format!("{}s", kind.to_lowercase());

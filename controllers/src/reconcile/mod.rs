@@ -280,9 +280,12 @@ async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static
     writes += usize::from(recorded);
     let mut visit: std::collections::BTreeSet<Target> = planned.union(&leaving).cloned().collect();
     visit.insert(Target::Local);
-    let resolved = targets::resolve(ctx, &namespace, &visit).await;
+    let mut resolved = targets::resolve(ctx, &namespace, &visit).await;
     let scopes = targets::resolved_scopes(&plan, &resolved);
     let credentials = secrets::CacheCredentials::resolve(mall, &namespace, ctx.entropy.as_ref(), &scopes).await?;
+    for (target, error) in credentials.failed() {
+        resolved.insert(target.clone(), Err((error.clone(), None)));
+    }
     let mut by_target =
         build::children_by_target(mall, &|scope: &Scope<'_>| credentials.for_scope(scope)).map_err(Error::Build)?;
     // A region whose cluster cannot be used yet is not applied; its cache password may not

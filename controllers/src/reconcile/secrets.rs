@@ -56,6 +56,7 @@ pub enum SecretsError {
 /// Cache credentials of every region of a Mall.
 pub struct CacheCredentials {
     by_prefix: BTreeMap<String, CacheSecrets>,
+    failed: BTreeMap<crate::build::Target, String>,
 }
 
 impl CacheCredentials {
@@ -70,16 +71,24 @@ impl CacheCredentials {
         scopes: &[(Scope<'_>, Arc<Cluster>)],
     ) -> Result<Self, SecretsError> {
         let mut by_prefix = BTreeMap::new();
+        let mut failed = BTreeMap::new();
         if mall.spec.cache.is_none() {
-            return Ok(Self { by_prefix });
+            return Ok(Self { by_prefix, failed });
         }
         let mut pending = Vec::new();
         for (scope, cluster) in scopes {
-            match existing_password(mall, namespace, scope, cluster).await? {
-                Some(secrets) => {
+            match existing_password(mall, namespace, scope, cluster).await {
+                Ok(Some(secrets)) => {
                     by_prefix.insert(scope.prefix(), secrets);
                 }
-                None => pending.push(scope.prefix()),
+                Ok(None) => pending.push(scope.prefix()),
+                // That cluster cannot be read: its regions are not applied this time (a
+                // password is never generated for a Secret that could not be looked at).
+                Err(SecretsError::Read { name, source }) => {
+                    let error = SecretsError::Read { name, source };
+                    failed.insert(scope.target.clone(), super::error_chain(&error));
+                }
+                Err(other) => return Err(other),
             }
         }
         if !pending.is_empty() {
@@ -91,7 +100,12 @@ impl CacheCredentials {
                 by_prefix.insert(prefix, shared.clone());
             }
         }
-        Ok(Self { by_prefix })
+        Ok(Self { by_prefix, failed })
+    }
+
+    /// Clusters whose connection Secrets could not be read, with the error.
+    pub fn failed(&self) -> &BTreeMap<crate::build::Target, String> {
+        &self.failed
     }
 
     /// The credentials of `scope` (a placeholder only when the Mall has no cache).

@@ -139,7 +139,8 @@ pub async fn apply_all(
     mut by_target: BTreeMap<Target, Vec<Value>>,
     extra: &BTreeSet<Target>,
 ) -> Outcome {
-    for target in extra {
+    // Every target looked up is visited: one that could not be resolved reports its failure.
+    for target in extra.iter().chain(resolved.keys()) {
         by_target.entry(target.clone()).or_default();
     }
     by_target.entry(Target::Local).or_default();
