@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod database;
 pub mod edge;
+pub mod kinds;
 pub mod names;
 pub mod network;
 pub mod security;
