@@ -8,6 +8,8 @@
 pub mod autoscaler;
 pub mod build;
 pub mod cnpg;
+pub mod externaldns;
+pub mod gateway;
 pub mod reconcile;
 pub mod validate;
 
