@@ -16,10 +16,15 @@ pub mod vcl;
 
 use super::kinds::{self, config_map_volume, empty_dir, http_port, http_probe, mount, restricted_pod, spread};
 use super::{BuildError, Scope, storefront, to_value};
+use crate::gateway::HttpRoute;
+use crate::gateway::httproute::{
+    HttpRouteParentRefs, HttpRouteRules, HttpRouteRulesBackendRefs, HttpRouteRulesMatches, HttpRouteRulesMatchesPath,
+    HttpRouteRulesMatchesPathType, HttpRouteSpec,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Container};
 use mall_crds::CdnSpec;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 pub use vcl::{Backend, HEALTH_PATH, VclError};
 
@@ -45,9 +50,9 @@ pub enum EdgeError {
     /// A built object did not serialize.
     #[error("serializing the edge tier")]
     Serialize(#[source] Box<BuildError>),
-    /// The HTTPRoute metadata did not serialize.
-    #[error("serializing the HTTPRoute metadata")]
-    Json(#[source] serde_json::Error),
+    /// The HTTPRoute did not serialize.
+    #[error("serializing the HTTPRoute")]
+    Route(#[source] kinds::KindsError),
 }
 
 /// The storefront as the edge reaches it: `<prefix>-storefront.<ns>.svc:80`.
@@ -71,7 +76,7 @@ pub fn build(scope: &Scope<'_>) -> Result<Vec<Value>, EdgeError> {
         to_value(&deployment(scope, cdn), &name).map_err(ser)?,
         to_value(&kinds::http_service(scope, COMPONENT), &name).map_err(ser)?,
         to_value(&kinds::pod_disruption_budget(scope, COMPONENT), &name).map_err(ser)?,
-        http_route(scope, cdn)?,
+        kinds::resource_value(&http_route(scope, cdn)).map_err(EdgeError::Route)?,
     ])
 }
 
@@ -144,31 +149,45 @@ pub fn varnish_size(quantity: &str) -> String {
 }
 
 /// The HTTPRoute: the domains, attached to `spec.cdn.gateway`, all paths to the edge Service.
-pub fn http_route(scope: &Scope<'_>, cdn: &CdnSpec) -> Result<Value, EdgeError> {
-    let mut meta = scope.meta(scope.name(COMPONENT), COMPONENT);
+pub fn http_route(scope: &Scope<'_>, cdn: &CdnSpec) -> HttpRoute {
+    let mut metadata = scope.meta(scope.name(COMPONENT), COMPONENT);
     if let Some(tls) = &cdn.tls_secret_name {
-        meta.annotations = Some(BTreeMap::from([(TLS_ANNOTATION.to_string(), tls.clone())]));
+        metadata.annotations = Some(BTreeMap::from([(TLS_ANNOTATION.to_string(), tls.clone())]));
     }
-    let mut parent = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": cdn.gateway.name});
-    if let Some(ns) = &cdn.gateway.namespace {
-        parent["namespace"] = json!(ns);
-    }
-    if let Some(section) = &cdn.gateway.section_name {
-        parent["sectionName"] = json!(section);
-    }
-    Ok(json!({
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": serde_json::to_value(&meta).map_err(EdgeError::Json)?,
-        "spec": {
-            "parentRefs": [parent],
-            "hostnames": cdn.domains,
-            "rules": [{
-                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                "backendRefs": [{"group": "", "kind": "Service", "name": scope.name(COMPONENT), "port": 80}],
-            }],
+    let everything = HttpRouteRulesMatches {
+        path: Some(HttpRouteRulesMatchesPath {
+            r#type: Some(HttpRouteRulesMatchesPathType::PathPrefix),
+            value: Some("/".into()),
+        }),
+        ..HttpRouteRulesMatches::default()
+    };
+    let edge_service = HttpRouteRulesBackendRefs {
+        group: Some(String::new()),
+        kind: Some("Service".into()),
+        name: scope.name(COMPONENT),
+        port: Some(80),
+        ..HttpRouteRulesBackendRefs::default()
+    };
+    HttpRoute {
+        metadata,
+        spec: HttpRouteSpec {
+            parent_refs: Some(vec![HttpRouteParentRefs {
+                group: Some("gateway.networking.k8s.io".into()),
+                kind: Some("Gateway".into()),
+                name: cdn.gateway.name.clone(),
+                namespace: cdn.gateway.namespace.clone(),
+                section_name: cdn.gateway.section_name.clone(),
+                ..HttpRouteParentRefs::default()
+            }]),
+            hostnames: Some(cdn.domains.clone()),
+            rules: Some(vec![HttpRouteRules {
+                matches: Some(vec![everything]),
+                backend_refs: Some(vec![edge_service]),
+                ..HttpRouteRules::default()
+            }]),
         },
-    }))
+        status: None,
+    }
 }
 
 #[cfg(test)]
