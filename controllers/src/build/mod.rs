@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod database;
+pub mod dns;
 pub mod edge;
 pub mod kinds;
 pub mod names;
