@@ -3,9 +3,10 @@
 //! Contract: pure. [`build`] turns a validated `spec.cdn` into a ConfigMap holding the generated
 //! VCL ([`vcl::vcl`], backend = the storefront Service's DNS name, port 80), a Deployment of
 //! Varnish pods (Pod Security `restricted`, spread across zones), its Service (port 80), a
-//! PodDisruptionBudget and a Gateway API `HTTPRoute` (`gateway.networking.k8s.io/v1`) attaching
-//! the domains to `spec.cdn.gateway`; the TLS Secret is noted on the route (annotation
-//! [`TLS_ANNOTATION`]) since the Gateway listener that terminates TLS is the user's.
+//! PodDisruptionBudget and a Gateway API `HTTPRoute` (`gateway.networking.k8s.io/v1`, the
+//! kopium type [`crate::gateway::HttpRoute`]) attaching the domains to `spec.cdn.gateway`; the
+//! TLS Secret is noted on the route (annotation [`TLS_ANNOTATION`]) since the Gateway listener
+//! that terminates TLS is the user's. Service and PodDisruptionBudget come from `build::kinds`.
 //!
 //! Purge on rollout: with `purgeOnRollout`, the pod template carries [`IMAGE_HASH_ANNOTATION`],
 //! a hash of the storefront image. A new storefront image changes it, so the edge pods roll and

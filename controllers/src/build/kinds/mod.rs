@@ -1,5 +1,5 @@
-//! Builders of the Kubernetes kinds more than one tier creates: Services and
-//! PodDisruptionBudgets ([`service`]), the restricted pod and Deployment skeleton ([`workload`]),
+//! Builders of the Kubernetes kinds more than one tier creates: Services and PodDisruptionBudgets
+//! ([`service`](mod@service)), the restricted pod and Deployment skeleton ([`workload`]),
 //! NetworkPolicy rules ([`policy`]), and the serialization of typed objects ([`resource_value`]).
 //!
 //! Contract: pure constructors, no defaults of their own beyond what each function documents.
