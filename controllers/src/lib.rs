@@ -9,6 +9,8 @@ pub mod autoscaler;
 pub mod build;
 pub mod clusters;
 pub mod cnpg;
+pub mod externaldns;
+pub mod gateway;
 pub mod reconcile;
 pub mod validate;
 

@@ -9,7 +9,9 @@
 
 pub mod cache;
 pub mod database;
+pub mod dns;
 pub mod edge;
+pub mod kinds;
 pub mod names;
 pub mod network;
 pub mod security;

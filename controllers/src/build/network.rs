@@ -12,15 +12,10 @@
 //!
 //! Egress is not restricted. The cache tier writes its own policy (`build::cache`).
 
-use super::database::{self, COMPONENT};
-use super::{BuildError, Scope, names::SHARD_LABEL, storefront, to_value};
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use super::kinds::{allow, ingress_policy, match_labels, pods};
+use super::{BuildError, Scope, database, storefront, to_value};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 /// PostgreSQL's port (instances and PgBouncer).
 pub const POSTGRES_PORT: i32 = 5432;
@@ -38,63 +33,30 @@ pub fn build(scope: &Scope<'_>) -> Result<Vec<Value>, BuildError> {
         .collect()
 }
 
-fn selector(labels: &[(&str, &str)]) -> LabelSelector {
-    LabelSelector {
-        match_labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()),
-        ..LabelSelector::default()
-    }
-}
-
-fn tcp(port: i32) -> NetworkPolicyPort {
-    NetworkPolicyPort {
-        port: Some(IntOrString::Int(port)),
-        protocol: Some("TCP".into()),
-        ..NetworkPolicyPort::default()
-    }
-}
-
 /// Default-deny ingress to shard `shard`'s pods, but for the openings in the module header.
 pub fn database_policy(scope: &Scope<'_>, shard: i32) -> NetworkPolicy {
     let cluster = database::cluster_name(scope, shard);
-    let own_pods = selector(&[(CNPG_CLUSTER_LABEL, &cluster)]);
-    let mut meta = scope.meta(cluster.clone(), COMPONENT);
-    if let Some(labels) = meta.labels.as_mut() {
-        labels.insert(SHARD_LABEL.into(), shard.to_string());
-    }
-    let storefront = NetworkPolicyPeer {
-        pod_selector: Some(LabelSelector {
-            match_labels: Some(scope.selector(storefront::COMPONENT)),
-            ..LabelSelector::default()
-        }),
-        ..NetworkPolicyPeer::default()
-    };
-    let same_cluster = NetworkPolicyPeer { pod_selector: Some(own_pods.clone()), ..NetworkPolicyPeer::default() };
+    let own_pods = match_labels([(CNPG_CLUSTER_LABEL, cluster.as_str())]);
     let operator = NetworkPolicyPeer {
-        namespace_selector: Some(selector(&[("kubernetes.io/metadata.name", CNPG_NAMESPACE)])),
-        pod_selector: Some(selector(&[("app.kubernetes.io/name", "cloudnative-pg")])),
+        namespace_selector: Some(match_labels([("kubernetes.io/metadata.name", CNPG_NAMESPACE)])),
+        pod_selector: Some(match_labels([("app.kubernetes.io/name", "cloudnative-pg")])),
         ..NetworkPolicyPeer::default()
     };
-    NetworkPolicy {
-        metadata: meta,
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(own_pods),
-            policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![
-                NetworkPolicyIngressRule { from: Some(vec![storefront]), ports: Some(vec![tcp(POSTGRES_PORT)]) },
-                NetworkPolicyIngressRule {
-                    from: Some(vec![same_cluster]),
-                    ports: Some(vec![tcp(POSTGRES_PORT), tcp(INSTANCE_MANAGER_PORT)]),
-                },
-                NetworkPolicyIngressRule { from: Some(vec![operator]), ports: Some(vec![tcp(INSTANCE_MANAGER_PORT)]) },
-            ]),
-            ..NetworkPolicySpec::default()
-        }),
-    }
+    ingress_policy(
+        database::shard_meta(scope, cluster.clone(), shard),
+        own_pods.clone(),
+        vec![
+            allow(pods(match_labels(scope.selector(storefront::COMPONENT))), &[POSTGRES_PORT]),
+            allow(pods(own_pods), &[POSTGRES_PORT, INSTANCE_MANAGER_PORT]),
+            allow(operator, &[INSTANCE_MANAGER_PORT]),
+        ],
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::names::SHARD_LABEL;
     use crate::testing::mall_from;
     use serde_json::json;
 

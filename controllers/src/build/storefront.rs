@@ -5,18 +5,10 @@
 //! the database through the shard map (mounted at [`SHARDMAP_MOUNT`], `MALL_SHARD*` variables)
 //! and the cache through its connection Secret (`CACHE_*` variables).
 
-use super::{BuildError, Scope, security, to_value};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
-use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, HTTPGetAction,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecretEnvSource, Service, ServicePort, ServiceSpec,
-    TopologySpreadConstraint, Volume, VolumeMount,
-};
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use mall_crds::common::{ResourceAmounts, Resources};
+use super::kinds::{self, config_map_volume, empty_dir, env, http_port, http_probe, mount, restricted_pod, spread};
+use super::{BuildError, Scope, to_value};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, EnvFromSource, SecretEnvSource};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -27,10 +19,15 @@ pub const SHARDMAP_MOUNT: &str = "/etc/mall/shardmap";
 /// UID the storefront runs as.
 pub const UID: i64 = 10001;
 
-/// The storefront's children in `scope`.
+/// The storefront's children in `scope`: its Deployment, Service (port 80 to the container's
+/// `http` port) and PodDisruptionBudget (one pod voluntarily down at a time).
 pub fn build(scope: &Scope<'_>) -> Result<Vec<Value>, BuildError> {
     let name = scope.name(COMPONENT);
-    Ok(vec![to_value(&deployment(scope), &name)?, to_value(&service(scope), &name)?, to_value(&pdb(scope), &name)?])
+    Ok(vec![
+        to_value(&deployment(scope), &name)?,
+        to_value(&kinds::http_service(scope, COMPONENT), &name)?,
+        to_value(&kinds::pod_disruption_budget(scope, COMPONENT), &name)?,
+    ])
 }
 
 /// Replicas the Deployment is created with (the autoscaler owns the field afterwards: the
@@ -47,30 +44,18 @@ pub fn initial_replicas(scope: &Scope<'_>) -> i32 {
 pub fn deployment(scope: &Scope<'_>) -> Deployment {
     let sf = &scope.mall.spec.storefront;
     let selector = scope.selector(COMPONENT);
-    let probe = |failure: i32, period: i32| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(sf.health_path.clone()),
-            port: IntOrString::String("http".into()),
-            ..HTTPGetAction::default()
-        }),
-        period_seconds: Some(period),
-        failure_threshold: Some(failure),
-        timeout_seconds: Some(2),
-        ..Probe::default()
-    };
-    let plain = |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..EnvVar::default() };
-    let mut env = vec![
-        plain("MALL_NAME", scope.mall_name().into()),
-        plain("PORT", sf.port.to_string()),
+    let mut variables = vec![
+        env("MALL_NAME", scope.mall_name()),
+        env("PORT", sf.port.to_string()),
         // The shard map: how to route a key to its shard and where each shard is (docs/sharding.md).
-        plain("MALL_SHARDMAP", format!("{SHARDMAP_MOUNT}/shards.json")),
-        plain("MALL_SHARD_HASH", super::database::shard::RULE.into()),
-        plain("MALL_SHARDS", scope.mall.spec.database.shards.to_string()),
+        env("MALL_SHARDMAP", format!("{SHARDMAP_MOUNT}/shards.json")),
+        env("MALL_SHARD_HASH", super::database::shard::RULE),
+        env("MALL_SHARDS", scope.mall.spec.database.shards.to_string()),
     ];
     if let Some(region) = scope.region {
-        env.push(plain("MALL_REGION", region.into()));
+        variables.push(env("MALL_REGION", region));
     }
-    env.extend(sf.env.iter().cloned());
+    variables.extend(sf.env.iter().cloned());
     // The cache connection (CACHE_ADDRESS, CACHE_USER, CACHE_PASSWORD, CACHE_URL, CACHE_MODE).
     let mut env_from = Vec::new();
     if scope.mall.spec.cache.is_some() {
@@ -83,132 +68,29 @@ pub fn deployment(scope: &Scope<'_>) -> Deployment {
     let container = Container {
         name: COMPONENT.into(),
         image: Some(sf.image.clone()),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: sf.port,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
-        env: Some(env),
+        ports: Some(vec![http_port(sf.port)]),
+        env: Some(variables),
         env_from: (!env_from.is_empty()).then_some(env_from),
-        readiness_probe: Some(probe(3, 5)),
-        liveness_probe: Some(probe(6, 10)),
-        startup_probe: Some(probe(60, 2)),
-        resources: Some(resources(&sf.resources)),
-        security_context: Some(security::container()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tmp".into(),
-            mount_path: "/tmp".into(),
-            ..VolumeMount::default()
-        }]),
+        readiness_probe: Some(http_probe(&sf.health_path, 5, 3)),
+        liveness_probe: Some(http_probe(&sf.health_path, 10, 6)),
+        startup_probe: Some(http_probe(&sf.health_path, 2, 60)),
+        resources: Some(kinds::resources(&sf.resources)),
+        volume_mounts: Some(vec![mount("tmp", "/tmp")]),
         ..Container::default()
     };
+    let topology = &sf.topology_spread;
+    let pod = restricted_pod(
+        UID,
+        container,
+        vec![spread(topology.max_skew, &topology.topology_key, &serde_plain(&topology.when_unsatisfiable), &selector)],
+        vec![empty_dir("tmp", None), config_map_volume("shardmap", super::database::shard_map_name(scope), None)],
+    );
     let mut metadata = scope.meta(scope.name(COMPONENT), COMPONENT);
     if scope.autoscaled() {
         super::names::mark_autoscaled(&mut metadata, "spec.replicas");
     }
-    Deployment {
-        metadata,
-        spec: Some(DeploymentSpec {
-            replicas: Some(initial_replicas(scope)),
-            selector: LabelSelector { match_labels: Some(selector.clone()), ..LabelSelector::default() },
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".into()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::String("25%".into())),
-                    max_unavailable: Some(IntOrString::Int(0)),
-                }),
-            }),
-            revision_history_limit: Some(5),
-            template: PodTemplateSpec {
-                metadata: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                    labels: Some(scope.labels(COMPONENT)),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    security_context: Some(security::pod(UID)),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(30),
-                    topology_spread_constraints: Some(vec![TopologySpreadConstraint {
-                        max_skew: sf.topology_spread.max_skew,
-                        topology_key: sf.topology_spread.topology_key.clone(),
-                        when_unsatisfiable: serde_plain(&sf.topology_spread.when_unsatisfiable),
-                        label_selector: Some(LabelSelector { match_labels: Some(selector), ..Default::default() }),
-                        ..TopologySpreadConstraint::default()
-                    }]),
-                    volumes: Some(vec![
-                        Volume {
-                            name: "tmp".into(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
-                            ..Volume::default()
-                        },
-                        Volume {
-                            name: "shardmap".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: super::database::shard_map_name(scope),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                    ]),
-                    ..PodSpec::default()
-                }),
-            },
-            ..DeploymentSpec::default()
-        }),
-        ..Deployment::default()
-    }
-}
-
-/// The storefront Service (port 80 → the container's `http` port).
-pub fn service(scope: &Scope<'_>) -> Service {
-    Service {
-        metadata: scope.meta(scope.name(COMPONENT), COMPONENT),
-        spec: Some(ServiceSpec {
-            selector: Some(scope.selector(COMPONENT)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                target_port: Some(IntOrString::String("http".into())),
-                protocol: Some("TCP".into()),
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    }
-}
-
-/// At most one storefront pod voluntarily down at a time.
-pub fn pdb(scope: &Scope<'_>) -> PodDisruptionBudget {
-    PodDisruptionBudget {
-        metadata: scope.meta(scope.name(COMPONENT), COMPONENT),
-        spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector { match_labels: Some(scope.selector(COMPONENT)), ..Default::default() }),
-            ..PodDisruptionBudgetSpec::default()
-        }),
-        ..PodDisruptionBudget::default()
-    }
-}
-
-/// The core/v1 form of the API's CPU/memory amounts.
-pub fn resources(r: &Resources) -> ResourceRequirements {
-    let list = |a: &Option<ResourceAmounts>| {
-        a.as_ref().map(|a| {
-            let mut m = BTreeMap::new();
-            if let Some(cpu) = &a.cpu {
-                m.insert("cpu".to_string(), Quantity(cpu.clone()));
-            }
-            if let Some(memory) = &a.memory {
-                m.insert("memory".to_string(), Quantity(memory.clone()));
-            }
-            m
-        })
-    };
-    ResourceRequirements { requests: list(&r.requests), limits: list(&r.limits), ..ResourceRequirements::default() }
+    let template = kinds::pod_template(scope.labels(COMPONENT), BTreeMap::new(), pod);
+    kinds::deployment(metadata, initial_replicas(scope), selector, template)
 }
 
 /// The serde name of a unit enum variant (`ScheduleAnyway`).

@@ -3,7 +3,7 @@
 //! Plugin v0.15.0's `ObjectStore` (`barmancloud.cnpg.io/v1`).
 //!
 //! Contract: the four submodules are kopium's output for the pinned CRDs, written by
-//! `hack/kopium.sh` and never edited by hand; `controllers/tests/cnpg_types.rs` regenerates them
+//! `hack/kopium.sh` and never edited by hand; `controllers/tests/kopium_types.rs` regenerates them
 //! and fails on any difference. Each type implements `kube::Resource` (`DynamicType = ()`), so
 //! builders serialize them with `build::database::resource_value`.
 

@@ -20,14 +20,10 @@ mod statefulset;
 pub use config::{CLUSTER_SCRIPT, NODE_TIMEOUT_MS, cache_conf, eviction_policy, quantity_bytes};
 pub use statefulset::{initial_replicas, statefulset};
 
-use super::{BuildError, Scope, storefront, to_value};
+use super::{BuildError, Scope, kinds, storefront, to_value};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
-};
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServicePort};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mall_crds::CacheSpec;
 use serde_json::Value;
@@ -141,7 +137,7 @@ pub fn build(scope: &Scope<'_>, secrets: &CacheSecrets) -> Result<Vec<Value>, Ca
     for shard in 0..spec.shards {
         out.push(to_value(&statefulset(scope, spec, shard), &shard_name(scope, shard)).map_err(ser)?);
     }
-    out.push(to_value(&pdb(scope), &scope.name(COMPONENT)).map_err(ser)?);
+    out.push(to_value(&kinds::pod_disruption_budget(scope, COMPONENT), &scope.name(COMPONENT)).map_err(ser)?);
     out.push(to_value(&network_policy(scope), &scope.name(COMPONENT)).map_err(ser)?);
     Ok(out)
 }
@@ -192,85 +188,33 @@ pub fn connection_secret(scope: &Scope<'_>, secrets: &CacheSecrets) -> Secret {
 }
 
 fn port(name: &str, port: i32) -> ServicePort {
-    ServicePort {
-        name: Some(name.into()),
-        port,
-        target_port: Some(IntOrString::Int(port)),
-        protocol: Some("TCP".into()),
-        ..ServicePort::default()
-    }
+    kinds::service_port(name, port, IntOrString::Int(port))
 }
 
 /// Headless Service: stable per-pod DNS names, published before readiness so nodes can meet.
 pub fn headless_service(scope: &Scope<'_>) -> Service {
-    Service {
-        metadata: scope.meta(headless_name(scope), COMPONENT),
-        spec: Some(ServiceSpec {
-            cluster_ip: Some("None".into()),
-            publish_not_ready_addresses: Some(true),
-            selector: Some(scope.selector(COMPONENT)),
-            ports: Some(vec![port("redis", PORT), port("bus", BUS_PORT)]),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
+    let mut service =
+        kinds::service(scope, headless_name(scope), COMPONENT, vec![port("redis", PORT), port("bus", BUS_PORT)]);
+    if let Some(spec) = service.spec.as_mut() {
+        spec.cluster_ip = Some("None".into());
+        spec.publish_not_ready_addresses = Some(true);
     }
+    service
 }
 
 /// Client Service: the seed address in the connection Secret.
 pub fn client_service(scope: &Scope<'_>) -> Service {
-    Service {
-        metadata: scope.meta(scope.name(COMPONENT), COMPONENT),
-        spec: Some(ServiceSpec {
-            selector: Some(scope.selector(COMPONENT)),
-            ports: Some(vec![port("redis", PORT)]),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    }
-}
-
-/// At most one cache node voluntarily down at a time, in the whole cluster.
-pub fn pdb(scope: &Scope<'_>) -> PodDisruptionBudget {
-    PodDisruptionBudget {
-        metadata: scope.meta(scope.name(COMPONENT), COMPONENT),
-        spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector { match_labels: Some(scope.selector(COMPONENT)), ..Default::default() }),
-            ..PodDisruptionBudgetSpec::default()
-        }),
-        ..PodDisruptionBudget::default()
-    }
+    kinds::service(scope, scope.name(COMPONENT), COMPONENT, vec![port("redis", PORT)])
 }
 
 /// Ingress to cache pods: the storefront on the client port; other nodes on both ports.
 pub fn network_policy(scope: &Scope<'_>) -> NetworkPolicy {
-    let peer = |component: &str| NetworkPolicyPeer {
-        pod_selector: Some(LabelSelector { match_labels: Some(scope.selector(component)), ..Default::default() }),
-        ..NetworkPolicyPeer::default()
-    };
-    let tcp = |port: i32| NetworkPolicyPort {
-        port: Some(IntOrString::Int(port)),
-        protocol: Some("TCP".into()),
-        ..NetworkPolicyPort::default()
-    };
-    NetworkPolicy {
-        metadata: scope.meta(scope.name(COMPONENT), COMPONENT),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector { match_labels: Some(scope.selector(COMPONENT)), ..Default::default() }),
-            policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![
-                NetworkPolicyIngressRule {
-                    from: Some(vec![peer(storefront::COMPONENT)]),
-                    ports: Some(vec![tcp(PORT)]),
-                },
-                NetworkPolicyIngressRule {
-                    from: Some(vec![peer(COMPONENT)]),
-                    ports: Some(vec![tcp(PORT), tcp(BUS_PORT)]),
-                },
-            ]),
-            ..NetworkPolicySpec::default()
-        }),
-    }
+    let peer = |component: &str| kinds::pods(kinds::match_labels(scope.selector(component)));
+    kinds::ingress_policy(
+        scope.meta(scope.name(COMPONENT), COMPONENT),
+        kinds::match_labels(scope.selector(COMPONENT)),
+        vec![kinds::allow(peer(storefront::COMPONENT), &[PORT]), kinds::allow(peer(COMPONENT), &[PORT, BUS_PORT])],
+    )
 }
 
 #[cfg(test)]

@@ -6,17 +6,17 @@
 //! `ok` and, for a replica, the link to its primary is up.
 
 use super::{BUS_PORT, COMPONENT, PORT, UID, USER, config_name, headless_name, secret_name, shard_name};
+use crate::build::Scope;
+use crate::build::kinds::{self, env, mount};
 use crate::build::names::{SHARD_LABEL, mark_autoscaled};
-use crate::build::{Scope, security, storefront};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, Lifecycle,
-    LifecycleHandler, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec,
-    Probe, SecretKeySelector, TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, Lifecycle, LifecycleHandler,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, Probe, SecretKeySelector, TCPSocketAction,
+    Volume, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mall_crds::CacheSpec;
 use mall_crds::cache::CacheEngine;
@@ -36,10 +36,6 @@ pub fn initial_replicas(scope: &Scope<'_>, spec: &CacheSpec) -> i32 {
         Some(a) => spec.replicas_per_shard.clamp(a.min, a.max),
         None => spec.replicas_per_shard,
     }
-}
-
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar { name: name.into(), value: Some(value.into()), ..EnvVar::default() }
 }
 
 fn field_env(name: &str, path: &str) -> EnvVar {
@@ -78,8 +74,6 @@ pub fn statefulset(scope: &Scope<'_>, spec: &CacheSpec, shard: i32) -> StatefulS
         }),
         ..EnvVar::default()
     };
-    let mount =
-        |name: &str, path: &str| VolumeMount { name: name.into(), mount_path: path.into(), ..VolumeMount::default() };
     let container = Container {
         name: COMPONENT.into(),
         image: Some(spec.image.clone().unwrap_or_else(|| default_image(spec.engine).into())),
@@ -117,28 +111,13 @@ pub fn statefulset(scope: &Scope<'_>, spec: &CacheSpec, shard: i32) -> StatefulS
             pre_stop: Some(LifecycleHandler { exec: Some(script("prestop")), ..LifecycleHandler::default() }),
             ..Lifecycle::default()
         }),
-        resources: Some(storefront::resources(&spec.resources)),
-        security_context: Some(security::container()),
+        resources: Some(kinds::resources(&spec.resources)),
         volume_mounts: Some(vec![mount("config", "/etc/cache"), mount("data", "/data"), mount("run", "/run/cache")]),
         ..Container::default()
     };
-    let spread = |key: &str| TopologySpreadConstraint {
-        max_skew: 1,
-        topology_key: key.into(),
-        when_unsatisfiable: "ScheduleAnyway".into(),
-        label_selector: Some(LabelSelector { match_labels: Some(selector.clone()), ..Default::default() }),
-        ..TopologySpreadConstraint::default()
-    };
+    let spread = |key: &str| kinds::spread(1, key, "ScheduleAnyway", &selector);
     let mut volumes = vec![
-        Volume {
-            name: "config".into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: config_name(scope),
-                default_mode: Some(0o444),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
+        kinds::config_map_volume("config", config_name(scope), Some(0o444)),
         Volume {
             name: "run".into(),
             empty_dir: Some(EmptyDirVolumeSource {
@@ -162,11 +141,7 @@ pub fn statefulset(scope: &Scope<'_>, spec: &CacheSpec, shard: i32) -> StatefulS
             ..PersistentVolumeClaim::default()
         }])
     } else {
-        volumes.push(Volume {
-            name: "data".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        });
+        volumes.push(kinds::empty_dir("data", None));
         None
     };
     let mut metadata = scope.meta(name, COMPONENT);
@@ -179,23 +154,17 @@ pub fn statefulset(scope: &Scope<'_>, spec: &CacheSpec, shard: i32) -> StatefulS
             replicas: Some(1 + initial_replicas(scope, spec)),
             service_name: Some(headless_name(scope)),
             pod_management_policy: Some("Parallel".into()),
-            selector: LabelSelector { match_labels: Some(selector.clone()), ..LabelSelector::default() },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels), ..ObjectMeta::default() }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    security_context: Some(security::pod(UID)),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(30),
-                    topology_spread_constraints: Some(vec![
-                        spread("topology.kubernetes.io/zone"),
-                        spread("kubernetes.io/hostname"),
-                    ]),
-                    volumes: Some(volumes),
-                    ..PodSpec::default()
-                }),
-            },
+            selector: kinds::match_labels(selector.clone()),
+            template: kinds::pod_template(
+                labels,
+                BTreeMap::new(),
+                kinds::restricted_pod(
+                    UID,
+                    container,
+                    vec![spread("topology.kubernetes.io/zone"), spread("kubernetes.io/hostname")],
+                    volumes,
+                ),
+            ),
             volume_claim_templates: claims,
             ..StatefulSetSpec::default()
         }),

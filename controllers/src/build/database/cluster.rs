@@ -8,6 +8,7 @@
 //! `spec.database.backup`; the Mall, region and shard labels passed on to CloudNativePG's pods.
 
 use super::{APP_DATABASE, BARMAN_PLUGIN, Scope, cluster_name, object_store_name, shard_meta};
+use crate::build::kinds::amounts;
 use crate::build::names::{MALL_LABEL, REGION_LABEL, SHARD_LABEL, mark_autoscaled};
 use crate::cnpg::cluster::{
     Cluster, ClusterAffinity, ClusterBootstrap, ClusterBootstrapInitdb, ClusterInheritedMetadata, ClusterPlugins,
@@ -114,12 +115,7 @@ fn synchronous(s: &Synchronous) -> ClusterPostgresqlSynchronous {
 /// The spec's CPU/memory as CloudNativePG's `resources` (absent when the spec sets none).
 fn resources(r: &Resources) -> Option<ClusterResources> {
     let list = |a: &Option<ResourceAmounts>| {
-        a.as_ref().map(|a| {
-            [("cpu", &a.cpu), ("memory", &a.memory)]
-                .into_iter()
-                .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), IntOrString::String(v.clone()))))
-                .collect::<BTreeMap<_, _>>()
-        })
+        a.as_ref().map(|a| amounts(a).into_iter().map(|(k, v)| (k, IntOrString::String(v))).collect::<BTreeMap<_, _>>())
     };
     (r.requests.is_some() || r.limits.is_some()).then(|| ClusterResources {
         requests: list(&r.requests),

@@ -25,6 +25,7 @@ pub use pooler::pooler;
 pub use shard::shard_for;
 pub use shardmap::shard_map;
 
+use super::kinds::{self, KindsError};
 use super::{BuildError, Scope, names::SHARD_LABEL, network};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use mall_crds::Mall;
@@ -42,33 +43,16 @@ pub const APP_DATABASE: &str = "app";
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {
     /// A built object did not serialize (a bug, reported rather than panicking).
-    #[error("serializing {kind} {name}")]
-    Serialize {
-        /// Kind of the object.
-        kind: String,
-        /// Its name.
-        name: String,
-        /// Cause.
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error("serializing the database tier")]
+    Serialize(#[source] KindsError),
 }
 
-/// Serializes a typed object of a kind with a static type (`DynamicType = ()`: kopium's types and
-/// k8s-openapi's), adding `apiVersion` and `kind`.
+/// Serializes a typed object with `apiVersion` and `kind` ([`kinds::resource_value`]).
 pub fn resource_value<T>(object: &T) -> Result<Value, DatabaseError>
 where
     T: Serialize + kube::Resource<DynamicType = ()>,
 {
-    let kind = T::kind(&()).into_owned();
-    let name = object.meta().name.clone().unwrap_or_default();
-    let mut value =
-        serde_json::to_value(object).map_err(|source| DatabaseError::Serialize { kind: kind.clone(), name, source })?;
-    if let Some(map) = value.as_object_mut() {
-        map.insert("apiVersion".into(), Value::String(T::api_version(&()).into_owned()));
-        map.insert("kind".into(), Value::String(kind));
-    }
-    Ok(value)
+    kinds::resource_value(object).map_err(DatabaseError::Serialize)
 }
 
 /// `<prefix>-db-<shard>`: the shard's CloudNativePG `Cluster` (at most 50 characters, as

@@ -3,9 +3,10 @@
 //! Contract: pure. [`build`] turns a validated `spec.cdn` into a ConfigMap holding the generated
 //! VCL ([`vcl::vcl`], backend = the storefront Service's DNS name, port 80), a Deployment of
 //! Varnish pods (Pod Security `restricted`, spread across zones), its Service (port 80), a
-//! PodDisruptionBudget and a Gateway API `HTTPRoute` (`gateway.networking.k8s.io/v1`) attaching
-//! the domains to `spec.cdn.gateway`; the TLS Secret is noted on the route (annotation
-//! [`TLS_ANNOTATION`]) since the Gateway listener that terminates TLS is the user's.
+//! PodDisruptionBudget and a Gateway API `HTTPRoute` (`gateway.networking.k8s.io/v1`, the
+//! kopium type [`crate::gateway::HttpRoute`]) attaching the domains to `spec.cdn.gateway`; the
+//! TLS Secret is noted on the route (annotation [`TLS_ANNOTATION`]) since the Gateway listener
+//! that terminates TLS is the user's. Service and PodDisruptionBudget come from `build::kinds`.
 //!
 //! Purge on rollout: with `purgeOnRollout`, the pod template carries [`IMAGE_HASH_ANNOTATION`],
 //! a hash of the storefront image. A new storefront image changes it, so the edge pods roll and
@@ -14,17 +15,17 @@
 
 pub mod vcl;
 
-use super::{BuildError, Scope, security, storefront, to_value};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
-use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PodSpec,
-    PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
+use super::kinds::{self, config_map_volume, empty_dir, http_port, http_probe, mount, restricted_pod, spread};
+use super::{BuildError, Scope, storefront, to_value};
+use crate::gateway::HttpRoute;
+use crate::gateway::httproute::{
+    HttpRouteParentRefs, HttpRouteRules, HttpRouteRulesBackendRefs, HttpRouteRulesMatches, HttpRouteRulesMatchesPath,
+    HttpRouteRulesMatchesPathType, HttpRouteSpec,
 };
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Container};
 use mall_crds::CdnSpec;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 pub use vcl::{Backend, HEALTH_PATH, VclError};
 
@@ -50,9 +51,9 @@ pub enum EdgeError {
     /// A built object did not serialize.
     #[error("serializing the edge tier")]
     Serialize(#[source] Box<BuildError>),
-    /// The HTTPRoute metadata did not serialize.
-    #[error("serializing the HTTPRoute metadata")]
-    Json(#[source] serde_json::Error),
+    /// The HTTPRoute did not serialize.
+    #[error("serializing the HTTPRoute")]
+    Route(#[source] kinds::KindsError),
 }
 
 /// The storefront as the edge reaches it: `<prefix>-storefront.<ns>.svc:80`.
@@ -74,9 +75,9 @@ pub fn build(scope: &Scope<'_>) -> Result<Vec<Value>, EdgeError> {
     Ok(vec![
         to_value(&config_map(scope, vcl), &name).map_err(ser)?,
         to_value(&deployment(scope, cdn), &name).map_err(ser)?,
-        to_value(&service(scope), &name).map_err(ser)?,
-        to_value(&pdb(scope), &name).map_err(ser)?,
-        http_route(scope, cdn)?,
+        to_value(&kinds::http_service(scope, COMPONENT), &name).map_err(ser)?,
+        to_value(&kinds::pod_disruption_budget(scope, COMPONENT), &name).map_err(ser)?,
+        kinds::resource_value(&http_route(scope, cdn)).map_err(EdgeError::Route)?,
     ])
 }
 
@@ -102,19 +103,6 @@ pub fn deployment(scope: &Scope<'_>, cdn: &CdnSpec) -> Deployment {
     if cdn.purge_on_rollout {
         annotations.insert(IMAGE_HASH_ANNOTATION.to_string(), fingerprint(&scope.mall.spec.storefront.image));
     }
-    let probe = |failure: i32| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(HEALTH_PATH.into()),
-            port: IntOrString::String("http".into()),
-            ..HTTPGetAction::default()
-        }),
-        period_seconds: Some(5),
-        failure_threshold: Some(failure),
-        timeout_seconds: Some(2),
-        ..Probe::default()
-    };
-    let mount =
-        |name: &str, path: &str| VolumeMount { name: name.into(), mount_path: path.into(), ..VolumeMount::default() };
     let container = Container {
         name: COMPONENT.into(),
         image: Some(IMAGE.into()),
@@ -128,15 +116,9 @@ pub fn deployment(scope: &Scope<'_>, cdn: &CdnSpec) -> Deployment {
                 )
                 .collect(),
         ),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: HTTP_PORT,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
-        readiness_probe: Some(probe(2)),
-        liveness_probe: Some(probe(6)),
-        security_context: Some(security::container()),
+        ports: Some(vec![http_port(HTTP_PORT)]),
+        readiness_probe: Some(http_probe(HEALTH_PATH, 5, 2)),
+        liveness_probe: Some(http_probe(HEALTH_PATH, 5, 6)),
         volume_mounts: Some(vec![
             mount("vcl", "/etc/varnish"),
             mount("work", "/var/lib/varnish"),
@@ -144,63 +126,18 @@ pub fn deployment(scope: &Scope<'_>, cdn: &CdnSpec) -> Deployment {
         ]),
         ..Container::default()
     };
-    let empty = |name: &str, medium: Option<&str>| Volume {
-        name: name.into(),
-        empty_dir: Some(EmptyDirVolumeSource { medium: medium.map(str::to_string), ..EmptyDirVolumeSource::default() }),
-        ..Volume::default()
-    };
-    Deployment {
-        metadata: scope.meta(scope.name(COMPONENT), COMPONENT),
-        spec: Some(DeploymentSpec {
-            replicas: Some(cdn.replicas),
-            selector: LabelSelector { match_labels: Some(selector.clone()), ..LabelSelector::default() },
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".into()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::String("25%".into())),
-                    max_unavailable: Some(IntOrString::Int(0)),
-                }),
-            }),
-            revision_history_limit: Some(5),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(scope.labels(COMPONENT)),
-                    annotations: (!annotations.is_empty()).then_some(annotations),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    security_context: Some(security::pod(UID)),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(30),
-                    topology_spread_constraints: Some(vec![TopologySpreadConstraint {
-                        max_skew: 1,
-                        topology_key: "topology.kubernetes.io/zone".into(),
-                        when_unsatisfiable: "ScheduleAnyway".into(),
-                        label_selector: Some(LabelSelector { match_labels: Some(selector), ..Default::default() }),
-                        ..TopologySpreadConstraint::default()
-                    }]),
-                    volumes: Some(vec![
-                        Volume {
-                            name: "vcl".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: scope.name(COMPONENT),
-                                default_mode: Some(0o444),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        empty("work", Some("Memory")),
-                        empty("tmp", None),
-                    ]),
-                    ..PodSpec::default()
-                }),
-            },
-            ..DeploymentSpec::default()
-        }),
-        ..Deployment::default()
-    }
+    let pod = restricted_pod(
+        UID,
+        container,
+        vec![spread(1, "topology.kubernetes.io/zone", "ScheduleAnyway", &selector)],
+        vec![
+            config_map_volume("vcl", scope.name(COMPONENT), Some(0o444)),
+            empty_dir("work", Some("Memory")),
+            empty_dir("tmp", None),
+        ],
+    );
+    let template = kinds::pod_template(scope.labels(COMPONENT), annotations, pod);
+    kinds::deployment(scope.meta(scope.name(COMPONENT), COMPONENT), cdn.replicas, selector, template)
 }
 
 /// A Kubernetes quantity as a Varnish size (`512Mi` → `512M`, binary units; `k`/`M`/`G` → bytes).
@@ -212,64 +149,46 @@ pub fn varnish_size(quantity: &str) -> String {
     }
 }
 
-/// The edge Service: port 80 to the pods' 8080.
-pub fn service(scope: &Scope<'_>) -> Service {
-    Service {
-        metadata: scope.meta(scope.name(COMPONENT), COMPONENT),
-        spec: Some(ServiceSpec {
-            selector: Some(scope.selector(COMPONENT)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                target_port: Some(IntOrString::String("http".into())),
-                protocol: Some("TCP".into()),
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    }
-}
-
-/// At most one edge pod voluntarily down at a time.
-pub fn pdb(scope: &Scope<'_>) -> PodDisruptionBudget {
-    PodDisruptionBudget {
-        metadata: scope.meta(scope.name(COMPONENT), COMPONENT),
-        spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector { match_labels: Some(scope.selector(COMPONENT)), ..Default::default() }),
-            ..PodDisruptionBudgetSpec::default()
-        }),
-        ..PodDisruptionBudget::default()
-    }
-}
-
 /// The HTTPRoute: the domains, attached to `spec.cdn.gateway`, all paths to the edge Service.
-pub fn http_route(scope: &Scope<'_>, cdn: &CdnSpec) -> Result<Value, EdgeError> {
-    let mut meta = scope.meta(scope.name(COMPONENT), COMPONENT);
+pub fn http_route(scope: &Scope<'_>, cdn: &CdnSpec) -> HttpRoute {
+    let mut metadata = scope.meta(scope.name(COMPONENT), COMPONENT);
     if let Some(tls) = &cdn.tls_secret_name {
-        meta.annotations = Some(BTreeMap::from([(TLS_ANNOTATION.to_string(), tls.clone())]));
+        metadata.annotations = Some(BTreeMap::from([(TLS_ANNOTATION.to_string(), tls.clone())]));
     }
-    let mut parent = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": cdn.gateway.name});
-    if let Some(ns) = &cdn.gateway.namespace {
-        parent["namespace"] = json!(ns);
-    }
-    if let Some(section) = &cdn.gateway.section_name {
-        parent["sectionName"] = json!(section);
-    }
-    Ok(json!({
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": serde_json::to_value(&meta).map_err(EdgeError::Json)?,
-        "spec": {
-            "parentRefs": [parent],
-            "hostnames": cdn.domains,
-            "rules": [{
-                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                "backendRefs": [{"group": "", "kind": "Service", "name": scope.name(COMPONENT), "port": 80}],
-            }],
+    let everything = HttpRouteRulesMatches {
+        path: Some(HttpRouteRulesMatchesPath {
+            r#type: Some(HttpRouteRulesMatchesPathType::PathPrefix),
+            value: Some("/".into()),
+        }),
+        ..HttpRouteRulesMatches::default()
+    };
+    let edge_service = HttpRouteRulesBackendRefs {
+        group: Some(String::new()),
+        kind: Some("Service".into()),
+        name: scope.name(COMPONENT),
+        port: Some(80),
+        ..HttpRouteRulesBackendRefs::default()
+    };
+    HttpRoute {
+        metadata,
+        spec: HttpRouteSpec {
+            parent_refs: Some(vec![HttpRouteParentRefs {
+                group: Some("gateway.networking.k8s.io".into()),
+                kind: Some("Gateway".into()),
+                name: cdn.gateway.name.clone(),
+                namespace: cdn.gateway.namespace.clone(),
+                section_name: cdn.gateway.section_name.clone(),
+                ..HttpRouteParentRefs::default()
+            }]),
+            hostnames: Some(cdn.domains.clone()),
+            rules: Some(vec![HttpRouteRules {
+                matches: Some(vec![everything]),
+                backend_refs: Some(vec![edge_service]),
+                ..HttpRouteRules::default()
+            }]),
         },
-    }))
+        status: None,
+    }
 }
 
 #[cfg(test)]

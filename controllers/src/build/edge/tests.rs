@@ -148,3 +148,45 @@ fn examples_render_cache_and_edge_with_restricted_pods() {
     }
     assert!(rendered >= 10, "only {rendered} pod templates rendered");
 }
+
+/// The `HTTPRoute` of `examples/production.yaml`, as the edge tier has always written it.
+#[test]
+fn typed_http_route_keeps_the_production_shape() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/production.yaml");
+    let value = yaml(&std::fs::read_to_string(dir).unwrap());
+    let mall = crate::validate::validate_value(&value, None).unwrap();
+    let scope = &Scope::all(&mall)[0];
+    let route = crate::build::kinds::resource_value(&http_route(scope, mall.spec.cdn.as_ref().unwrap())).unwrap();
+    let mut metadata = serde_json::to_value(scope.meta("shop-edge", COMPONENT)).unwrap();
+    metadata["annotations"] = json!({TLS_ANNOTATION: "shop-example-com-tls"});
+    assert_eq!(
+        route,
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": metadata,
+            "spec": {
+                "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public",
+                    "namespace": "gateway-system", "sectionName": "https"}],
+                "hostnames": ["shop.example.com", "www.shop.example.com"],
+                "rules": [{
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "backendRefs": [{"group": "", "kind": "Service", "name": "shop-edge", "port": 80}],
+                }],
+            },
+        })
+    );
+}
+
+#[test]
+fn typed_http_route_omits_what_the_spec_leaves_out() {
+    let mall = mall_from(json!({"cdn": {"domains": ["a.example.com"], "gateway": {"name": "g"}}}));
+    let route = http_route(&Scope::all(&mall)[0], mall.spec.cdn.as_ref().unwrap());
+    let value = serde_json::to_value(&route).unwrap();
+    assert_eq!(
+        value["spec"]["parentRefs"],
+        json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "g"}])
+    );
+    assert!(value["metadata"].get("annotations").is_none());
+    assert!(value.get("status").is_none());
+}
