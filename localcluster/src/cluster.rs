@@ -15,119 +15,26 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
-use crate::kubeconfig::{self, Credentials, KubeconfigError};
-use crate::options::{Options, OptionsError};
-use crate::pki::{Pki, PkiError};
-use crate::process::{Proc, ProcessError, kill_all};
-use crate::thirdparty::ThirdPartyError;
-use crate::tools::ToolsError;
-
-/// Errors of starting and driving a local cluster.
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    /// Invalid options.
-    #[error("invalid options")]
-    Options(#[source] OptionsError),
-    /// The tools could not be located or built.
-    #[error("cannot locate the tool binaries")]
-    Tools(#[source] ToolsError),
-    /// Third-party files could not be located.
-    #[error("cannot locate third-party files")]
-    ThirdParty(#[source] ThirdPartyError),
-    /// The PKI could not be created.
-    #[error("cannot create the cluster PKI")]
-    Pki(#[source] PkiError),
-    /// kwok's configuration could not be assembled.
-    #[error("cannot assemble the kwok configuration")]
-    Kwok(#[source] crate::kwok::KwokError),
-    /// A kubeconfig could not be written or loaded.
-    #[error("kubeconfig")]
-    Kubeconfig(#[source] KubeconfigError),
-    /// A process could not be started or stopped.
-    #[error("process")]
-    Process(#[source] ProcessError),
-    /// A file or directory could not be created.
-    #[error("cannot create {path}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A component exited during start-up.
-    #[error("{component} exited during start-up ({status}); last lines of {log}:\n{log_tail}")]
-    Exited {
-        /// The component.
-        component: String,
-        /// Its exit status.
-        status: String,
-        /// Its log file.
-        log: PathBuf,
-        /// The last lines of its log.
-        log_tail: String,
-    },
-    /// The cluster did not become ready in time.
-    #[error(
-        "timed out after {timeout:?} waiting for {what} (component: {component}); last lines of {log}:\n{log_tail}"
-    )]
-    Timeout {
-        /// What was awaited.
-        what: String,
-        /// The component most likely at fault.
-        component: String,
-        /// The time allowed.
-        timeout: Duration,
-        /// Its log file.
-        log: PathBuf,
-        /// The last lines of its log.
-        log_tail: String,
-    },
-    /// An API call failed.
-    #[error("API call failed: {what}")]
-    Api {
-        /// What was attempted.
-        what: String,
-        /// The cause.
-        #[source]
-        source: kube::Error,
-    },
-    /// A blocking helper task panicked.
-    #[error("a blocking set-up task failed")]
-    Join(#[source] tokio::task::JoinError),
-}
-
-/// Ports of one cluster (all on 127.0.0.1), fixed for its lifetime.
-#[derive(Debug, Clone, Copy)]
-pub struct Ports {
-    /// etcd client port.
-    pub etcd_client: u16,
-    /// etcd peer port.
-    pub etcd_peer: u16,
-    /// kube-apiserver secure port.
-    pub apiserver: u16,
-}
+pub use crate::error::ClusterError;
+use crate::kubeconfig::{self, Credentials};
+use crate::options::Options;
+use crate::pki::Pki;
+use crate::plane::Plane;
+pub use crate::plane::Ports;
+use crate::process::kill_all;
 
 /// A running local cluster. See the crate documentation.
 pub struct LocalCluster {
-    pub(crate) opts: Options,
-    pub(crate) dir: PathBuf,
-    pub(crate) temp: Option<tempfile::TempDir>,
-    pub(crate) tools: PathBuf,
-    pub(crate) kwok_stage_dir: PathBuf,
-    pub(crate) pki: Pki,
-    pub(crate) ports: Ports,
-    pub(crate) procs: Vec<Proc>,
-    pub(crate) pgid: Option<i32>,
-    pub(crate) client: kube::Client,
+    plane: Plane,
+    temp: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for LocalCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalCluster")
-            .field("name", &self.opts.name)
-            .field("dir", &self.dir)
-            .field("ports", &self.ports)
+            .field("name", &self.plane.opts.name)
+            .field("dir", &self.plane.dir)
+            .field("ports", &self.plane.ports)
             .finish()
     }
 }
@@ -144,85 +51,86 @@ const STOP_ORDER: [(&str, Duration); 5] = [
 impl LocalCluster {
     /// Starts a cluster and waits until it is ready (see the module documentation).
     pub async fn start(opts: Options) -> Result<LocalCluster, ClusterError> {
-        crate::launch::start(opts).await
+        let (plane, temp) = crate::launch::start(opts).await?;
+        Ok(LocalCluster { plane, temp })
     }
 
     /// The cluster's name.
     pub fn name(&self) -> &str {
-        &self.opts.name
+        &self.plane.opts.name
     }
 
     /// The options it was started with.
     pub fn options(&self) -> &Options {
-        &self.opts
+        &self.plane.opts
     }
 
     /// The cluster directory (data, logs, PKI, kubeconfigs, audit log).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.plane.dir
     }
 
     /// The admin kubeconfig (client certificate, group `system:masters`).
     pub fn kubeconfig(&self) -> PathBuf {
-        self.dir.join("kubeconfig")
+        self.plane.dir.join("kubeconfig")
     }
 
     /// The API server URL, `https://127.0.0.1:PORT`.
     pub fn server(&self) -> String {
-        format!("https://127.0.0.1:{}", self.ports.apiserver)
+        self.plane.server()
     }
 
     /// The ports in use.
     pub fn ports(&self) -> Ports {
-        self.ports
+        self.plane.ports
     }
 
     /// The CA certificate file every serving certificate chains to.
     pub fn ca_path(&self) -> PathBuf {
-        self.pki.ca_path()
+        self.plane.pki.ca_path()
     }
 
     /// The cluster PKI (to issue more certificates).
     pub fn pki(&self) -> &Pki {
-        &self.pki
+        &self.plane.pki
     }
 
     /// The audit log (JSON lines; one line per write, see [`crate::audit`]).
     pub fn audit_log(&self) -> PathBuf {
-        self.dir.join("audit/audit.log")
+        self.plane.audit_log()
     }
 
     /// The log file of a component (`etcd`, `kube-apiserver`, `kube-controller-manager`,
     /// `kube-scheduler`, `kwok`).
     pub fn log_path(&self, component: &str) -> PathBuf {
-        self.dir.join("logs").join(format!("{component}.log"))
+        self.plane.log_path(component)
     }
 
     /// The directory of the tool binaries.
     pub fn tools_dir(&self) -> &Path {
-        &self.tools
+        &self.plane.tools
     }
 
     /// A `kubectl` command with `--kubeconfig` set to the admin kubeconfig.
     pub fn kubectl(&self) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(self.tools.join("kubectl"));
+        let mut cmd = tokio::process::Command::new(self.plane.tools.join("kubectl"));
         cmd.arg("--kubeconfig").arg(self.kubeconfig());
         cmd
     }
 
     /// An admin client (user agent `localcluster/<name>`); it keeps working across restarts.
     pub fn client(&self) -> kube::Client {
-        self.client.clone()
+        self.plane.client.clone()
     }
 
     /// The pod CIDR.
     pub fn pod_cidr(&self) -> String {
-        self.opts.pod_cidr()
+        self.plane.opts.pod_cidr()
     }
 
     /// The Service CIDR.
     pub fn service_cidr(&self) -> String {
-        self.opts.service_cidr()
+        self.plane.opts.service_cidr()
     }
 
     /// Writes a kubeconfig for ServiceAccount `namespace/name` (created when missing) with a
@@ -230,7 +138,7 @@ impl LocalCluster {
     /// `system:serviceaccount:<namespace>:<name>` and has only what RBAC grants it. The
     /// namespace must exist.
     pub async fn user_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf, ClusterError> {
-        let api: Api<ServiceAccount> = Api::namespaced(self.client(), namespace);
+        let api: Api<ServiceAccount> = Api::namespaced(self.plane.client.clone(), namespace);
         let sa = ServiceAccount {
             metadata: kube::api::ObjectMeta { name: Some(name.to_string()), ..Default::default() },
             ..Default::default()
@@ -249,10 +157,10 @@ impl LocalCluster {
             .status
             .and_then(|s| s.token)
             .unwrap_or_default();
-        let path = self.dir.join("users").join(format!("{namespace}.{name}.kubeconfig"));
+        let path = self.plane.dir.join("users").join(format!("{namespace}.{name}.kubeconfig"));
         kubeconfig::write_kubeconfig(
             &path,
-            &format!("{}-{namespace}-{name}", self.opts.name),
+            &format!("{}-{namespace}-{name}", self.plane.opts.name),
             &self.server(),
             &self.ca_path(),
             &Credentials::Token(token),
@@ -290,42 +198,43 @@ impl LocalCluster {
     /// each with SIGTERM, a timeout, then SIGKILL.
     pub async fn stop(&mut self) -> Result<(), ClusterError> {
         for (component, timeout) in STOP_ORDER {
-            for proc in self.procs.iter_mut().filter(|p| p.component() == component) {
+            for proc in self.plane.procs.iter_mut().filter(|p| p.component() == component) {
                 proc.stop(timeout).await.map_err(ClusterError::Process)?;
             }
         }
-        kill_all(None, &mut self.procs);
-        self.procs.clear();
-        self.pgid = None;
+        kill_all(None, &mut self.plane.procs);
+        self.plane.procs.clear();
+        self.plane.pgid = None;
         Ok(())
     }
 
     /// SIGKILLs every component at once (a region outage). The data directory stays.
     pub fn kill(&mut self) {
-        kill_all(self.pgid.take(), &mut self.procs);
-        self.procs.clear();
+        kill_all(self.plane.pgid.take(), &mut self.plane.procs);
+        self.plane.procs.clear();
     }
 
     /// Whether every component process is still running.
     pub fn is_running(&mut self) -> bool {
-        !self.procs.is_empty() && self.procs.iter_mut().all(|p| p.try_exit().is_none())
+        !self.plane.procs.is_empty() && self.plane.procs.iter_mut().all(|p| p.try_exit().is_none())
     }
 
     /// Restarts the cluster on the same data directory, PKI and ports (stopping it first if it
     /// runs) and waits until it is ready again. Objects survive.
     pub async fn restart(&mut self) -> Result<(), ClusterError> {
-        if !self.procs.is_empty() {
+        if !self.plane.procs.is_empty() {
             self.stop().await?;
         }
-        crate::launch::launch(self, true).await
+        crate::launch::launch(&mut self.plane, true).await
     }
 }
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
-        kill_all(self.pgid.take(), &mut self.procs);
-        self.procs.clear();
-        let keep = self.opts.keep_dir || std::env::var("LOCALCLUSTER_KEEP").is_ok_and(|v| v == "1" || v == "true");
+        kill_all(self.plane.pgid.take(), &mut self.plane.procs);
+        self.plane.procs.clear();
+        let keep =
+            self.plane.opts.keep_dir || std::env::var("LOCALCLUSTER_KEEP").is_ok_and(|v| v == "1" || v == "true");
         if let Some(temp) = self.temp.take()
             && keep
         {

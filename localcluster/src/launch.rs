@@ -17,11 +17,12 @@ use k8s_openapi::api::core::v1::{Node, ServiceAccount};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
-use crate::cluster::{ClusterError, LocalCluster, Ports};
+use crate::error::ClusterError;
 use crate::kubeconfig::{self, Credentials};
 use crate::kwok;
 use crate::options::{Options, merge_flags};
 use crate::pki::Pki;
+use crate::plane::{Plane, Ports};
 use crate::process::{Proc, free_port, tail};
 
 const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
@@ -69,7 +70,7 @@ fn mkdir(path: &Path) -> Result<(), ClusterError> {
 }
 
 /// Prepares the cluster directory and launches the cluster.
-pub(crate) async fn start(opts: Options) -> Result<LocalCluster, ClusterError> {
+pub(crate) async fn start(opts: Options) -> Result<(Plane, Option<tempfile::TempDir>), ClusterError> {
     opts.validate().map_err(ClusterError::Options)?;
     let started = Instant::now();
     let (dir, temp) = match &opts.dir {
@@ -133,18 +134,8 @@ pub(crate) async fn start(opts: Options) -> Result<LocalCluster, ClusterError> {
     let client = kubeconfig::client_from_kubeconfig(&dir.join("kubeconfig"), &format!("localcluster/{}", opts.name))
         .await
         .map_err(ClusterError::Kubeconfig)?;
-    let mut cluster = LocalCluster {
-        opts,
-        dir,
-        temp,
-        tools,
-        kwok_stage_dir: stage_dir,
-        pki,
-        ports,
-        procs: Vec::new(),
-        pgid: None,
-        client,
-    };
+    let mut cluster =
+        Plane { opts, dir, tools, kwok_stage_dir: stage_dir, pki, ports, procs: Vec::new(), pgid: None, client };
     launch(&mut cluster, false).await?;
     tracing::info!(
         cluster = %cluster.opts.name,
@@ -152,10 +143,10 @@ pub(crate) async fn start(opts: Options) -> Result<LocalCluster, ClusterError> {
         server = %cluster.server(),
         "local cluster ready"
     );
-    Ok(cluster)
+    Ok((cluster, temp))
 }
 
-fn etcd_args(c: &LocalCluster) -> Vec<String> {
+fn etcd_args(c: &Plane) -> Vec<String> {
     let p = c.ports;
     let client = format!("http://127.0.0.1:{}", p.etcd_client);
     let peer = format!("http://127.0.0.1:{}", p.etcd_peer);
@@ -172,7 +163,7 @@ fn etcd_args(c: &LocalCluster) -> Vec<String> {
     ]
 }
 
-fn apiserver_args(c: &LocalCluster) -> Vec<String> {
+fn apiserver_args(c: &Plane) -> Vec<String> {
     let pki = c.pki.dir();
     let path = |p: PathBuf| p.display().to_string();
     let defaults = vec![
@@ -197,7 +188,7 @@ fn apiserver_args(c: &LocalCluster) -> Vec<String> {
     merge_flags(defaults, &c.opts.apiserver_args)
 }
 
-fn kcm_args(c: &LocalCluster) -> Vec<String> {
+fn kcm_args(c: &Plane) -> Vec<String> {
     let defaults = vec![
         format!("--kubeconfig={}", c.dir.join("kubeconfigs/kube-controller-manager.kubeconfig").display()),
         "--leader-elect=false".into(),
@@ -216,7 +207,7 @@ fn kcm_args(c: &LocalCluster) -> Vec<String> {
     merge_flags(defaults, &c.opts.kcm_args)
 }
 
-fn scheduler_args(c: &LocalCluster) -> Vec<String> {
+fn scheduler_args(c: &Plane) -> Vec<String> {
     vec![
         format!("--kubeconfig={}", c.dir.join("kubeconfigs/kube-scheduler.kubeconfig").display()),
         "--leader-elect=false".into(),
@@ -226,7 +217,7 @@ fn scheduler_args(c: &LocalCluster) -> Vec<String> {
     ]
 }
 
-fn kwok_args(c: &LocalCluster) -> Vec<String> {
+fn kwok_args(c: &Plane) -> Vec<String> {
     vec![
         format!("--kubeconfig={}", c.dir.join("kubeconfigs/kwok.kubeconfig").display()),
         format!("--config={}", c.dir.join("kwok/stages.yaml").display()),
@@ -237,7 +228,7 @@ fn kwok_args(c: &LocalCluster) -> Vec<String> {
     ]
 }
 
-fn spawn(c: &mut LocalCluster, component: &str, args: Vec<String>) -> Result<(), ClusterError> {
+fn spawn(c: &mut Plane, component: &str, args: Vec<String>) -> Result<(), ClusterError> {
     let proc = Proc::spawn(component, &c.tools.join(component), &args, &c.log_path(component), c.pgid)
         .map_err(ClusterError::Process)?;
     if c.pgid.is_none() {
@@ -248,7 +239,7 @@ fn spawn(c: &mut LocalCluster, component: &str, args: Vec<String>) -> Result<(),
 }
 
 /// Fails when a component has exited.
-fn check_exited(c: &mut LocalCluster) -> Result<(), ClusterError> {
+fn check_exited(c: &mut Plane) -> Result<(), ClusterError> {
     for p in c.procs.iter_mut() {
         if let Some(status) = p.try_exit() {
             return Err(ClusterError::Exited {
@@ -264,7 +255,7 @@ fn check_exited(c: &mut LocalCluster) -> Result<(), ClusterError> {
 
 /// Polls `check` every 50 ms until it returns `true`, a component exits, or `deadline`.
 async fn wait_for<F, Fut>(
-    c: &mut LocalCluster,
+    c: &mut Plane,
     what: &str,
     component: &str,
     deadline: Instant,
@@ -300,7 +291,7 @@ fn api_err(what: &str) -> impl FnOnce(kube::Error) -> ClusterError + '_ {
 }
 
 /// Starts the components and waits for readiness (see the module documentation).
-pub(crate) async fn launch(c: &mut LocalCluster, restart: bool) -> Result<(), ClusterError> {
+pub(crate) async fn launch(c: &mut Plane, restart: bool) -> Result<(), ClusterError> {
     let deadline = Instant::now() + c.opts.ready_timeout;
     spawn(c, "etcd", etcd_args(c))?;
     spawn(c, "kube-apiserver", apiserver_args(c))?;
@@ -312,7 +303,7 @@ pub(crate) async fn launch(c: &mut LocalCluster, restart: bool) -> Result<(), Cl
     let nodes = kwok::nodes(&c.opts.name, c.opts.nodes_per_zone);
     {
         // Always: a data directory may come from an earlier kwok, whose leases block ours.
-        let leases: Api<Lease> = Api::namespaced(c.client(), "kube-node-lease");
+        let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-node-lease");
         for node in &nodes {
             let name = node.metadata.name.as_deref().unwrap_or_default();
             match leases.delete(name, &DeleteParams::default()).await {
@@ -335,12 +326,12 @@ pub(crate) async fn launch(c: &mut LocalCluster, restart: bool) -> Result<(), Cl
                 })
             })?;
             let name = class.metadata.name.clone().unwrap_or_default();
-            Api::<StorageClass>::all(c.client())
+            Api::<StorageClass>::all(c.client.clone())
                 .patch(&name, &apply, &Patch::Apply(&class))
                 .await
                 .map_err(api_err("apply kwok StorageClass"))?;
         }
-        let api: Api<Node> = Api::all(c.client());
+        let api: Api<Node> = Api::all(c.client.clone());
         for node in &nodes {
             let name = node.metadata.name.as_deref().unwrap_or_default();
             api.patch(name, &apply, &Patch::Apply(node)).await.map_err(api_err("apply Node"))?;

@@ -19,6 +19,16 @@ use tokio::sync::watch;
 /// Events are reported as this controller.
 pub const REPORTER: &str = "mall-autoscaler";
 
+/// Hands a Mall to the supervisor, unless the region it would size runs in a member cluster
+/// (not autoscaled there yet: the reconciler's `Autoscaling` condition says so).
+fn observe(supervisor: &mut Supervisor, mall: &Mall) {
+    if mall.spec.autoscaling.is_some() && mall_controllers::build::Scope::autoscaler_scope(mall).target.is_member() {
+        supervisor.deleted(mall);
+    } else {
+        supervisor.observe(mall);
+    }
+}
+
 fn key(mall: &Mall) -> String {
     format!("{}/{}", mall.namespace().unwrap_or_default(), mall.name_any())
 }
@@ -53,14 +63,14 @@ pub async fn run(
         }
         let Some((ns, event)) = next else { break };
         match event {
-            Ok(watcher::Event::Apply(mall)) => supervisor.observe(&mall),
+            Ok(watcher::Event::Apply(mall)) => observe(&mut supervisor, &mall),
             Ok(watcher::Event::Delete(mall)) => supervisor.deleted(&mall),
             Ok(watcher::Event::Init) => {
                 listing.insert(ns, HashSet::new());
             }
             Ok(watcher::Event::InitApply(mall)) => {
                 listing.entry(ns).or_default().insert(key(&mall));
-                supervisor.observe(&mall);
+                observe(&mut supervisor, &mall);
             }
             Ok(watcher::Event::InitDone) => {
                 let listed = listing.remove(&ns).unwrap_or_default();
