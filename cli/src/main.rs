@@ -4,6 +4,7 @@
 //! problem on stdout for `validate`, a message on stderr otherwise), 2 on usage errors.
 
 mod dev;
+mod bench;
 mod dev_stack;
 mod input;
 mod plot;
@@ -24,7 +25,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Replay a traffic trace against the autoscaler and the hpa/keda/kpa/oracle baselines
-    /// (deterministic); `--bench` runs every trace of a directory and prints ratios.
+    /// (deterministic); `--bench` runs the repository's trace sets (tuned and held-out) at
+    /// several pod capacities and prints ratios and the acceptance verdict; `--generate DIR`
+    /// writes those trace sets.
     Simulate(simulate::Args),
     /// Print the Mall CustomResourceDefinition (YAML), as installed by the Helm chart.
     Crd,
