@@ -190,9 +190,11 @@ pub fn run(args: &Args, cfg: &EngineConfig, kinds: &[PolicyKind]) -> anyhow::Res
             let runs: Vec<(String, EngineConfig, Option<DateTime<Utc>>)> =
                 match (named.get(&trace.name).copied().or(bare), cases.get(&trace.name)) {
                     (Some(start), _) => vec![("announced".into(), cfg.clone(), Some(start))],
-                    (None, Some(rows)) => rows
-                        .iter()
-                        .map(|c| announced(cfg, c, &dir.join("cases.csv")).map(|(e, s)| (c.case.clone(), e, Some(s))))
+                    // The same trace unannounced too: what each announcement costs or saves.
+                    (None, Some(rows)) => std::iter::once(Ok(("unannounced".to_string(), cfg.clone(), None)))
+                        .chain(rows.iter().map(|c| {
+                            announced(cfg, c, &dir.join("cases.csv")).map(|(e, s)| (c.case.clone(), e, Some(s)))
+                        }))
                         .collect::<anyhow::Result<_>>()?,
                     (None, None) => vec![("unannounced".into(), cfg.clone(), None)],
                 };
@@ -292,6 +294,31 @@ fn table(rows: &[Row]) -> String {
             cr("oracle"),
             if failures.is_empty() { "ok".to_string() } else { format!("FAIL {}", failures.join(" ")) }
         );
+    }
+    // What an announcement costs: mall's replica-seconds against the same trace unannounced.
+    let mut wrote_header = false;
+    for r in rows.iter().filter(|r| r.result.announced) {
+        let plain = rows.iter().find(|u| {
+            u.set == r.set && u.factor == r.factor && u.result.trace.name == r.result.trace.name && !u.result.announced
+        });
+        if let (Some(m), Some(u)) = (r.get("mall"), plain.and_then(|u| u.get("mall"))) {
+            if !wrote_header {
+                let _ = writeln!(s, "\nannouncement cost (mall replica-s announced − unannounced; violation-s announced/unannounced):");
+                wrote_header = true;
+            }
+            let _ = writeln!(
+                s,
+                "  {:<8} {:<20} {:<12} ×{:<4} {:>+9.0} replica-s ({:>+6.1} % of hpa's), violation-s {} / {}",
+                r.set,
+                r.result.trace.name,
+                r.case,
+                r.factor,
+                m.replica_seconds - u.replica_seconds,
+                r.get("hpa").map_or(0.0, |h| 100.0 * (m.replica_seconds - u.replica_seconds) / h.replica_seconds),
+                m.slo_violation_seconds,
+                u.slo_violation_seconds
+            );
+        }
     }
     let mut groups: BTreeMap<(String, String), (usize, usize, usize, usize)> = BTreeMap::new();
     for r in rows {

@@ -162,6 +162,13 @@ pub struct Tuning {
     /// A rise or fall counts when it exceeds this many times the traffic's sample-to-sample
     /// variability (and `surge_threshold`).
     pub noise_sigmas: f64,
+    /// Steady load must be covered up to this many times its sample-to-sample variability by
+    /// what the replicas can serve; what the target's headroom does not cover is added.
+    pub noise_headroom: f64,
+    /// Traffic whose `noisy_sigmas` × variability the target's headroom does not cover is noisy.
+    pub noisy_sigmas: f64,
+    /// Scale-down stabilization window (at least) for noisy traffic.
+    pub noisy_stabilization: Duration,
     /// Longest projection, as a multiple of the recent peak (or the stable mean if higher).
     pub max_over_peak: f64,
     /// How long capacity for the level before a sudden dip is held unless the load returns.
@@ -190,6 +197,9 @@ impl Default for Tuning {
             sudden_window: Duration::from_secs(45),
             noise_sigmas: 3.0,
             max_over_peak: 8.0,
+            noise_headroom: 4.0,
+            noisy_sigmas: 6.0,
+            noisy_stabilization: Duration::from_secs(300),
             dip_hold: Duration::from_secs(180),
             capacity_settle: Duration::from_secs(30),
             refusal_share: 0.02,

@@ -143,6 +143,10 @@ pub struct Engine {
     startup: StartupLearner,
     capacity: CapacityLearner,
     events: Vec<EventState>,
+    /// Replicas the event floor asked for at the previous decision.
+    last_floor: i32,
+    /// Until when an ended event's unused reservation is released without the scale-down rate.
+    release_until: f64,
 }
 
 impl Engine {
@@ -163,6 +167,8 @@ impl Engine {
             startup: StartupLearner::new(cfg.tuning.initial_startup.as_secs_f64()),
             capacity: CapacityLearner::new(cfg.tuning.capacity_settle.as_secs_f64(), cfg.tuning.refusal_share),
             events: vec![EventState::default(); cfg.events.len()],
+            last_floor: 0,
+            release_until: f64::NEG_INFINITY,
             cfg,
         }
     }
@@ -205,6 +211,7 @@ impl Engine {
             down_percent_per_minute: self.cfg.down_percent_per_minute,
             up_factor: self.cfg.up_factor,
             up_min_pods: self.cfg.up_min_pods,
+            release_reservation: false,
         }
     }
 
@@ -237,6 +244,14 @@ impl Engine {
             self.capacity.observe(t, load, served, sf_obs.ready.min(sf_obs.replicas));
         }
         let floor = self.event_floor(t, sf_signals.as_ref(), horizon);
+        // An event's capacity whose hold just ended is a reservation: what the observed load does
+        // not need goes at once (the stabilization window of observed needs still applies).
+        let floor_now = floor.as_ref().map_or(0, |f| f.replicas);
+        if self.last_floor > 0 && floor_now == 0 {
+            self.release_until = t + limits.stabilization;
+        }
+        self.last_floor = floor_now;
+        let limits = Limits { release_reservation: t < self.release_until, ..limits };
         let mut sf_cfg = self.cfg.storefront.clone();
         // Pods that saturate below what the spec implies carry the target's share of what they
         // really serve.
@@ -299,6 +314,10 @@ impl Engine {
                         plan.reason = format!("{}; {}", plan.reason, f.reason);
                     }
                 }
+                let limits = Limits {
+                    stabilization: plan::stabilization(&s, &tuning, limits.stabilization),
+                    ..limits
+                };
                 let decision = limited(
                     Tier::Storefront,
                     &sf_cfg,
@@ -367,6 +386,7 @@ impl Engine {
                     }
                 }
             }
+            let limits = Limits { stabilization: plan::stabilization(&s, &tuning, limits.stabilization), ..limits };
             tiers.push(limited(tier, &cfg, &mut state.limiter, t, o, rec, need, hold_down, &limits, reason));
         }
 
@@ -451,6 +471,9 @@ fn limited(
     let (to, bound) = limiter.apply(t, current, o.ready.min(current), rec, cfg.clamp(need), hold_down, limits);
     let to = cfg.clamp(to);
     let suffix = match bound {
+        Bound::None if limits.release_reservation && to < current => {
+            " (the ended event's unused reservation released at once)".to_string()
+        }
         Bound::None => String::new(),
         Bound::UpRate => format!(" (want {rec}; scale-up limited per step)"),
         Bound::Stabilization => format!(" (want {rec}; held by the scale-down stabilization window)"),

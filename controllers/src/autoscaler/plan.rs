@@ -12,7 +12,8 @@
 //! - **Recovery**: above the stable mean but not above the recent peak — a level seen minutes
 //!   ago is back (after a dip, a gap or noise): sized for the load itself, nothing projected.
 //! - **Dip**: the load fell below the recent peak by more than the threshold within the
-//!   `sudden` window: capacity for the peak is held for `dip_hold` unless the load comes back
+//!   `sudden` window: capacity for the highest level before it is held for `dip_hold` unless
+//!   the load comes back
 //!   (then the dip is over) — a lasting fall is released through the scale-down limits after it.
 //! - **Steady**: the stable mean moved ahead by the robust (Theil–Sen) trend when it rises over
 //!   both the memory and the stable window, with the HPA's ±10 % deadband around the current
@@ -46,6 +47,19 @@ pub fn threshold(s: &Signals, tuning: &Tuning) -> f64 {
     tuning.surge_threshold.max(tuning.noise_sigmas * s.noise)
 }
 
+/// The margin over a steady level that the traffic's variability asks for: the target's headroom
+/// (1 ÷ `target_utilization`) covers `noise_headroom` × the variability; what it does not cover.
+pub fn noise_margin(s: &Signals, tuning: &Tuning) -> f64 {
+    (tuning.target_utilization * (1.0 + tuning.noise_headroom * s.noise) - 1.0).max(0.0)
+}
+
+/// The scale-down stabilization window for this traffic: `noisy_stabilization` when the target's
+/// headroom does not cover `noisy_sigmas` × its variability, else the spec's.
+pub fn stabilization(s: &Signals, tuning: &Tuning, spec: f64) -> f64 {
+    let noisy = Tuning { noise_headroom: tuning.noisy_sigmas, ..tuning.clone() };
+    if noise_margin(s, &noisy) > 0.0 { spec.max(tuning.noisy_stabilization.as_secs_f64()) } else { spec }
+}
+
 /// Updates the dip memory at `t` and returns the level to hold, if any.
 pub fn dip(memory: &mut Option<Dip>, t: f64, s: &Signals, tuning: &Tuning) -> Option<Dip> {
     let thr = threshold(s, tuning);
@@ -57,7 +71,7 @@ pub fn dip(memory: &mut Option<Dip>, t: f64, s: &Signals, tuning: &Tuning) -> Op
             let low = s.current < s.recent_peak * (1.0 - thr) && s.current < s.stable * (1.0 - thr);
             let sudden = s.just_before >= s.recent_peak * (1.0 - thr);
             if low && sudden {
-                *memory = Some(Dip { since: t, level: s.recent_peak });
+                *memory = Some(Dip { since: t, level: s.recent_max.max(s.recent_peak) });
             }
         }
     }
@@ -115,9 +129,17 @@ pub fn plan(s: &Signals, tuning: &Tuning, horizon: f64, replicas: i32, target: f
     // Both the memory window and the stable window must see the rise (a past step does not).
     let trend = s.trend.min(s.short_trend).max(0.0);
     let level = (s.stable + trend * ahead).min(s.stable * (1.0 + thr));
+    let margin = noise_margin(s, tuning);
+    let level = level * (1.0 + margin);
     let mut reason = format!("steady: mean load {:.0}/s", s.stable);
+    if trend > 0.0 && level > s.stable * (1.0 + margin) * 1.005 {
+        reason.push_str(&format!(", trend +{trend:.1}/s"));
+    }
+    if margin >= 0.005 {
+        reason.push_str(&format!(", +{:.0}% for its variability", margin * 100.0));
+    }
     if level > s.stable * 1.005 {
-        reason.push_str(&format!(", trend +{trend:.1}/s: sized for {level:.0}/s"));
+        reason.push_str(&format!(": sized for {level:.0}/s"));
     }
     // Deadband (as the HPA's tolerance): within ±tolerance of the current size's target load,
     // keep the size rather than chase noise.

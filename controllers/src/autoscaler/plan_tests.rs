@@ -13,6 +13,7 @@ fn signals(current: f64, stable: f64, recent_peak: f64) -> Signals {
         trend: 0.0,
         short_trend: 0.0,
         recent_peak,
+        recent_max: recent_peak,
         just_before: recent_peak,
         noise: 0.01,
     }

@@ -66,16 +66,20 @@ pub fn relative_noise(values: &[f64]) -> f64 {
 /// Fewest sample-to-sample changes [`relative_noise`] measures from.
 pub const NOISE_MIN_CHANGES: usize = 6;
 
-/// Learns what one Ready pod serves at most. When the pods refuse requests (served below the
-/// load by more than `refusal_share`), served ÷ Ready is a sample of the saturated throughput;
-/// the estimate is the median of the recent samples. A later reading that serves everything at
-/// a higher per-pod load than the estimate shows it is stale (pods got faster) and clears it.
-/// Readings taken while the Ready count changed within `settle` seconds are skipped: their
-/// served rate mixes two capacities.
+/// Learns what one Ready pod serves at most. Served ÷ Ready never exceeds it, so every reading
+/// is a lower bound; it is *close* only while the pods refuse requests (served below the load by
+/// more than `refusal_share`) for the whole query window. A reading counts as such a sample when
+/// it is the [`SATURATED_IN_A_ROW`]-th distinct saturated reading in a row with the same Ready
+/// count for `settle` seconds (a short burst that saturates part of one window only teaches a
+/// looser bound); the estimate is the highest of the recent samples. A later reading that serves
+/// everything at a higher per-pod load than the estimate shows it is stale (pods got faster) and
+/// clears it.
 #[derive(Clone, Debug)]
 pub struct CapacityLearner {
     samples: VecDeque<f64>,
     last_ready: Option<(f64, i32)>,
+    last_reading: Option<(f64, f64)>,
+    in_a_row: usize,
     settle: f64,
     refusal_share: f64,
 }
@@ -83,39 +87,61 @@ pub struct CapacityLearner {
 /// How many saturated readings the estimate considers.
 const CAPACITY_SAMPLES: usize = 5;
 
+/// Distinct saturated readings in a row before one is a sample.
+pub const SATURATED_IN_A_ROW: usize = 3;
+
 impl CapacityLearner {
     /// A learner ignoring readings within `settle` seconds of a change of the Ready count.
     pub fn new(settle: f64, refusal_share: f64) -> Self {
-        Self { samples: VecDeque::new(), last_ready: None, settle, refusal_share }
+        Self {
+            samples: VecDeque::new(),
+            last_ready: None,
+            last_reading: None,
+            in_a_row: 0,
+            settle,
+            refusal_share,
+        }
     }
 
     /// At `t`, the tier received `load` and served `served` requests/s with `ready` pods Ready.
+    /// The same reading again (the same scrape read twice) is ignored.
     pub fn observe(&mut self, t: f64, load: f64, served: f64, ready: i32) {
         let changed_at = match self.last_ready {
             Some((at, r)) if r == ready => at,
             _ => {
                 self.last_ready = Some((t, ready));
+                self.in_a_row = 0;
                 t
             }
         };
+        if self.last_reading == Some((load, served)) {
+            return;
+        }
+        self.last_reading = Some((load, served));
         if ready <= 0 || !(load.is_finite() && served.is_finite()) || load <= 0.0 || t - changed_at < self.settle {
+            self.in_a_row = 0;
             return;
         }
         let per_pod = served / f64::from(ready);
         if served < load * (1.0 - self.refusal_share) {
-            self.samples.push_back(per_pod);
-            if self.samples.len() > CAPACITY_SAMPLES {
-                self.samples.pop_front();
+            self.in_a_row += 1;
+            if self.in_a_row >= SATURATED_IN_A_ROW {
+                self.samples.push_back(per_pod);
+                if self.samples.len() > CAPACITY_SAMPLES {
+                    self.samples.pop_front();
+                }
             }
-        } else if self.estimate().is_some_and(|c| per_pod > c * (1.0 + self.refusal_share)) {
-            self.samples.clear();
+        } else {
+            self.in_a_row = 0;
+            if self.estimate().is_some_and(|c| per_pod > c * (1.0 + self.refusal_share)) {
+                self.samples.clear();
+            }
         }
     }
 
     /// Requests/s one pod serves at most, once saturation has been observed.
     pub fn estimate(&self) -> Option<f64> {
-        let mut v: Vec<f64> = self.samples.iter().copied().collect();
-        median(&mut v)
+        self.samples.iter().copied().reduce(f64::max)
     }
 }
 
@@ -156,17 +182,27 @@ mod tests {
     }
 
     #[test]
-    fn capacity_is_learned_from_refusals_and_forgotten_when_pods_serve_more() {
+    fn capacity_is_learned_from_lasting_refusals_and_forgotten_when_pods_serve_more() {
         let mut c = CapacityLearner::new(30.0, 0.02);
-        c.observe(0.0, 1000.0, 800.0, 10);
-        assert_eq!(c.estimate(), None, "the Ready count just changed (first reading)");
-        c.observe(30.0, 1000.0, 800.0, 10);
-        c.observe(45.0, 1200.0, 860.0, 10);
-        c.observe(60.0, 800.0, 800.0, 10);
-        assert_eq!(c.estimate(), Some(83.0), "median of 80 and 86; 80 served without refusals is no sample");
-        c.observe(75.0, 2000.0, 1000.0, 20);
-        assert_eq!(c.estimate(), Some(83.0), "Ready count changed: skipped");
-        c.observe(120.0, 2000.0, 2000.0, 20);
+        c.observe(0.0, 1000.0, 700.0, 10);
+        for (i, served) in [800.0, 850.0, 860.0].into_iter().enumerate() {
+            c.observe(30.0 + 15.0 * i as f64, 1000.0 + i as f64, served, 10);
+        }
+        assert_eq!(c.estimate(), Some(86.0), "the third saturated reading in a row is a sample");
+        c.observe(75.0, 1002.0, 860.0, 10);
+        c.observe(80.0, 1002.0, 860.0, 10);
+        assert_eq!(c.estimate(), Some(86.0), "the same scrape read again is no new reading");
+        c.observe(90.0, 800.0, 800.0, 10);
+        assert_eq!(c.estimate(), Some(86.0), "80 per pod served without refusals says nothing new");
+        c.observe(105.0, 2000.0, 1000.0, 20);
+        assert_eq!(c.estimate(), Some(86.0), "Ready count changed: skipped");
+        c.observe(150.0, 2000.0, 2000.0, 20);
         assert_eq!(c.estimate(), None, "100 per pod served without refusals: the estimate was stale");
+        // One window with a short burst: refusals, but not for long enough to be a sample.
+        let mut c = CapacityLearner::new(30.0, 0.02);
+        c.observe(0.0, 900.0, 900.0, 15);
+        c.observe(30.0, 900.0, 600.0, 15);
+        c.observe(45.0, 1500.0, 1500.0, 15);
+        assert_eq!(c.estimate(), None);
     }
 }

@@ -43,6 +43,8 @@ pub struct Signals {
     /// the level the load had before any recent move; the older samples when there are none
     /// that old, the newest load when there is nothing older.
     pub recent_peak: f64,
+    /// Highest sample of the same window as `recent_peak` (what a sudden dip holds capacity for).
+    pub recent_max: f64,
     /// Highest sample of the `sudden` window before the newest (the newest load if none).
     pub just_before: f64,
     /// Sample-to-sample relative variability over the memory window (see
@@ -167,6 +169,7 @@ impl LoadHistory {
             trend: super::robust::theil_sen(&memory).unwrap_or(0.0),
             short_trend: super::robust::theil_sen(&short).unwrap_or(0.0),
             recent_peak: super::robust::robust_max(&before).unwrap_or(last.load),
+            recent_max: before.iter().copied().reduce(f64::max).unwrap_or(last.load),
             just_before: just_before.unwrap_or(last.load),
             noise: super::robust::relative_noise(&loads),
         })
