@@ -16,8 +16,8 @@ use crate::simulate::{Args, Output, TraceResult, parse_time, ratio, read_trace, 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use mall_controllers::autoscaler::EngineConfig;
-use mall_controllers::autoscaler::sim::tracegen;
 use mall_controllers::autoscaler::sim::runner::PolicyKind;
+use mall_controllers::autoscaler::sim::tracegen;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -303,7 +303,10 @@ fn table(rows: &[Row]) -> String {
         });
         if let (Some(m), Some(u)) = (r.get("mall"), plain.and_then(|u| u.get("mall"))) {
             if !wrote_header {
-                let _ = writeln!(s, "\nannouncement cost (mall replica-s announced − unannounced; violation-s announced/unannounced):");
+                let _ = writeln!(
+                    s,
+                    "\nannouncement cost (mall replica-s announced − unannounced; violation-s announced/unannounced):"
+                );
                 wrote_header = true;
             }
             let _ = writeln!(
@@ -345,8 +348,11 @@ mod tests {
     fn cases_are_parsed_with_errors_naming_the_line() {
         let dir = tempfile::tempdir().unwrap();
         assert!(read_cases(dir.path()).unwrap().is_empty(), "no cases.csv: none");
-        std::fs::write(dir.path().join("cases.csv"), "trace,case,event_at,multiplier\na,on-time,5400,20\na,half,5400,10\n")
-            .unwrap();
+        std::fs::write(
+            dir.path().join("cases.csv"),
+            "trace,case,event_at,multiplier\na,on-time,5400,20\na,half,5400,10\n",
+        )
+        .unwrap();
         let c = read_cases(dir.path()).unwrap();
         assert_eq!(c["a"].len(), 2);
         assert_eq!(c["a"][1], CaseRow { case: "half".into(), event_at: 5400, multiplier: 10.0 });

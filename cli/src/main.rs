@@ -3,8 +3,8 @@
 //! Contract: exit 0 on success, 1 when input is invalid or a command fails (with one line per
 //! problem on stdout for `validate`, a message on stderr otherwise), 2 on usage errors.
 
-mod dev;
 mod bench;
+mod dev;
 mod dev_stack;
 mod input;
 mod plot;

@@ -293,9 +293,8 @@ mod tests {
             capacity_factors: vec![1.0],
             generate: None,
         };
-        let run = || {
-            simulate_one(read_trace(&path).unwrap(), &c, None, false, None, &args, &PolicyKind::ALL, true).unwrap()
-        };
+        let run =
+            || simulate_one(read_trace(&path).unwrap(), &c, None, false, None, &args, &PolicyKind::ALL, true).unwrap();
         let (a, b) = (run(), run());
         let strip = |r: &TraceResult| serde_json::to_string(&to_json(r)).unwrap();
         assert_eq!(strip(&a), strip(&b), "deterministic");

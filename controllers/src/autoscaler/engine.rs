@@ -314,10 +314,7 @@ impl Engine {
                         plan.reason = format!("{}; {}", plan.reason, f.reason);
                     }
                 }
-                let limits = Limits {
-                    stabilization: plan::stabilization(&s, &tuning, limits.stabilization),
-                    ..limits
-                };
+                let limits = Limits { stabilization: plan::stabilization(&s, &tuning, limits.stabilization), ..limits };
                 let decision = limited(
                     Tier::Storefront,
                     &sf_cfg,

@@ -118,14 +118,13 @@ impl Limiter {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits =
-        Limits {
-            stabilization: 300.0,
-            down_percent_per_minute: 20.0,
-            up_factor: 4.0,
-            up_min_pods: 4,
-            release_reservation: false,
-        };
+    const LIMITS: Limits = Limits {
+        stabilization: 300.0,
+        down_percent_per_minute: 20.0,
+        up_factor: 4.0,
+        up_min_pods: 4,
+        release_reservation: false,
+    };
 
     #[test]
     fn scale_up_is_capped_per_step() {

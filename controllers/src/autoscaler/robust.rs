@@ -93,14 +93,7 @@ pub const SATURATED_IN_A_ROW: usize = 3;
 impl CapacityLearner {
     /// A learner ignoring readings within `settle` seconds of a change of the Ready count.
     pub fn new(settle: f64, refusal_share: f64) -> Self {
-        Self {
-            samples: VecDeque::new(),
-            last_ready: None,
-            last_reading: None,
-            in_a_row: 0,
-            settle,
-            refusal_share,
-        }
+        Self { samples: VecDeque::new(), last_ready: None, last_reading: None, in_a_row: 0, settle, refusal_share }
     }
 
     /// At `t`, the tier received `load` and served `served` requests/s with `ready` pods Ready.

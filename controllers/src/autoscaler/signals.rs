@@ -141,18 +141,11 @@ impl LoadHistory {
         // (sample-and-hold: identical scrapes are stored once).
         let start = last.t - w.memory;
         let first = self.points.iter().position(|p| p.t >= start).unwrap_or(self.points.len());
-        let memory: Vec<(f64, f64)> = self
-            .points
-            .iter()
-            .skip(first.saturating_sub(1))
-            .map(|p| (p.t.max(start), p.load))
-            .collect();
+        let memory: Vec<(f64, f64)> =
+            self.points.iter().skip(first.saturating_sub(1)).map(|p| (p.t.max(start), p.load)).collect();
         let older: Vec<f64> = memory.iter().filter(|p| p.0 < last.t - w.sudden).map(|p| p.1).collect();
-        let before: Vec<f64> = if older.is_empty() {
-            memory.iter().filter(|p| p.0 < last.t).map(|p| p.1).collect()
-        } else {
-            older
-        };
+        let before: Vec<f64> =
+            if older.is_empty() { memory.iter().filter(|p| p.0 < last.t).map(|p| p.1).collect() } else { older };
         let short: Vec<(f64, f64)> = memory.iter().copied().filter(|p| p.0 >= last.t - stable_window).collect();
         let loads: Vec<f64> = memory.iter().map(|p| p.1).collect();
         let just_before = memory
@@ -324,7 +317,11 @@ mod tests {
         let mut h = LoadHistory::new(600.0);
         h.record(0.0, 100.0);
         h.record(300.0, 200.0);
-        assert_eq!(h.signals(300.0, &win(60.0, 15.0)).unwrap().rising_for, 15.0, "a long-held sample counts one window");
+        assert_eq!(
+            h.signals(300.0, &win(60.0, 15.0)).unwrap().rising_for,
+            15.0,
+            "a long-held sample counts one window"
+        );
         assert!(LoadHistory::new(60.0).signals(0.0, &win(60.0, 15.0)).is_none());
     }
 

@@ -270,10 +270,9 @@ impl Policy for Kpa {
         let ready = f64::from(view.ready.max(1));
         // target annotation (spec target ÷ utilization) × utilization = the spec's target.
         let per_pod = view.config.target;
-        let (Some(stable), Some(panic)) = (
-            average(&view.trace.rps, t, self.cfg.stable_window),
-            average(&view.trace.rps, t, self.cfg.panic_window),
-        ) else {
+        let (Some(stable), Some(panic)) =
+            (average(&view.trace.rps, t, self.cfg.stable_window), average(&view.trace.rps, t, self.cfg.panic_window))
+        else {
             return view.replicas;
         };
         let max_up = (self.cfg.max_scale_up_rate * ready).ceil();

@@ -6,7 +6,15 @@ use super::*;
 use crate::autoscaler::sim::{SimConfig, Trace, simulate};
 
 fn config() -> SimConfig {
-    SimConfig { startup: 30, capacity: 100.0 / 0.7, scrape_interval: 15, query_window: 15, target: 100.0, min: 1, max: 500 }
+    SimConfig {
+        startup: 30,
+        capacity: 100.0 / 0.7,
+        scrape_interval: 15,
+        query_window: 15,
+        target: 100.0,
+        min: 1,
+        max: 500,
+    }
 }
 
 fn step(from: f64, to: f64, at: usize, len: usize) -> Trace {

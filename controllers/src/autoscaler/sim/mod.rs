@@ -10,10 +10,10 @@
 //! every existing pod (Ready or starting) costs one replica-second.
 
 pub mod baselines;
-pub mod tracegen;
 pub mod mall;
 pub mod runner;
 pub mod trace;
+pub mod tracegen;
 
 #[cfg(test)]
 mod acceptance_tests;
