@@ -197,10 +197,10 @@ impl Default for Tuning {
             sudden_window: Duration::from_secs(45),
             noise_sigmas: 3.0,
             max_over_peak: 8.0,
-            noise_headroom: 4.0,
+            noise_headroom: 3.0,
             noisy_sigmas: 6.0,
             noisy_stabilization: Duration::from_secs(300),
-            dip_hold: Duration::from_secs(180),
+            dip_hold: Duration::from_secs(120),
             capacity_settle: Duration::from_secs(30),
             refusal_share: 0.02,
         }

@@ -16,8 +16,9 @@
 //!   the load comes back
 //!   (then the dip is over) — a lasting fall is released through the scale-down limits after it.
 //! - **Steady**: the stable mean moved ahead by the robust (Theil–Sen) trend when it rises over
-//!   both the memory and the stable window, with the HPA's ±10 % deadband around the current
-//!   size's target load.
+//!   both the memory and the stable window, never below the load itself, with a margin for
+//!   traffic more variable than the target's headroom covers and the HPA's ±10 % deadband
+//!   around the current size's target load.
 
 use super::config::Tuning;
 use super::signals::Signals;
@@ -123,12 +124,12 @@ pub fn plan(s: &Signals, tuning: &Tuning, horizon: f64, replicas: i32, target: f
         let reason = format!("load falling: {:.0}/s against a mean of {:.0}/s", s.current, s.stable);
         return LoadPlan { load: s.current, surge: false, reason };
     }
-    // Slow trends: the mean lags the load by half its window; the robust trend carries it to
-    // when new replicas would be Ready, within the threshold.
-    let ahead = horizon + tuning.stable_window.as_secs_f64() / 2.0;
+    // Slow trends: the robust trend carries the mean to when new replicas would be Ready, within
+    // the threshold; never below the load itself (the mean lags a rise by half its window).
+    let ahead = horizon;
     // Both the memory window and the stable window must see the rise (a past step does not).
     let trend = s.trend.min(s.short_trend).max(0.0);
-    let level = (s.stable + trend * ahead).min(s.stable * (1.0 + thr));
+    let level = (s.stable + trend * ahead).min(s.stable * (1.0 + thr)).max(s.current);
     let margin = noise_margin(s, tuning);
     let level = level * (1.0 + margin);
     let mut reason = format!("steady: mean load {:.0}/s", s.stable);

@@ -82,7 +82,7 @@ fn steady_load_follows_its_robust_trend_within_the_threshold() {
     let t = Tuning::default();
     let ramp = Signals { trend: 2.0, short_trend: 2.5, ..signals(1000.0, 1000.0, 1000.0) };
     let p = plan(&ramp, &t, 45.0, 5, 100.0, None);
-    assert_eq!(p.load, 1000.0 + 2.0 * 75.0, "{}", p.reason);
+    assert_eq!(p.load, 1000.0 + 2.0 * 45.0, "carried over the horizon: {}", p.reason);
     let steep = Signals { trend: 20.0, short_trend: 20.0, ..ramp };
     assert_eq!(plan(&steep, &t, 45.0, 5, 100.0, None).load, 1150.0, "within the threshold");
     let past_step = Signals { trend: 5.0, short_trend: 0.0, ..ramp };
@@ -91,4 +91,6 @@ fn steady_load_follows_its_robust_trend_within_the_threshold() {
     let p = plan(&flat, &t, 45.0, 10, 100.0, None);
     assert_eq!(p.load, 1000.0);
     assert!(p.reason.contains("within 10%"), "{}", p.reason);
+    let above_mean = signals(1100.0, 1000.0, 1000.0);
+    assert_eq!(plan(&above_mean, &t, 45.0, 5, 100.0, None).load, 1100.0, "never below the load itself");
 }
