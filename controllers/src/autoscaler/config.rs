@@ -200,7 +200,7 @@ impl Default for Tuning {
             noise_headroom: 3.0,
             noisy_sigmas: 6.0,
             noisy_stabilization: Duration::from_secs(300),
-            dip_hold: Duration::from_secs(120),
+            dip_hold: Duration::from_secs(180),
             capacity_settle: Duration::from_secs(30),
             refusal_share: 0.02,
         }

@@ -45,7 +45,8 @@ pub struct Signals {
     pub recent_peak: f64,
     /// Highest sample of the same window as `recent_peak` (what a sudden dip holds capacity for).
     pub recent_max: f64,
-    /// Highest sample of the `sudden` window before the newest (the newest load if none).
+    /// Highest sample of the `sudden` window before the newest, and at least the previous sample
+    /// (the newest load if none).
     pub just_before: f64,
     /// Sample-to-sample relative variability over the memory window (see
     /// [`super::robust::relative_noise`]).
@@ -148,10 +149,14 @@ impl LoadHistory {
             if older.is_empty() { memory.iter().filter(|p| p.0 < last.t).map(|p| p.1).collect() } else { older };
         let short: Vec<(f64, f64)> = memory.iter().copied().filter(|p| p.0 >= last.t - stable_window).collect();
         let loads: Vec<f64> = memory.iter().map(|p| p.1).collect();
+        // The previous sample always counts: after a data gap it is the last one seen, and a fall
+        // across the gap is as sudden as the data can tell.
+        let previous = self.points.len().checked_sub(2).and_then(|i| self.points.get(i)).map(|p| p.load);
         let just_before = memory
             .iter()
             .filter(|p| p.0 < last.t && p.0 >= last.t - w.sudden)
             .map(|p| p.1)
+            .chain(previous)
             .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
         Some(Signals {
             current: last.load,
@@ -285,6 +290,14 @@ mod tests {
         let s = h.signals(135.0, &win(60.0, 15.0)).unwrap();
         assert_eq!((s.current, s.recent_peak), (3700.0, 2200.0), "second highest before t=90");
         assert_eq!((s.trend, s.short_trend), (20.0, 20.0));
+        // After a data gap the last sample seen is "just before", however old.
+        let mut h = LoadHistory::new(600.0);
+        for i in 0..10 {
+            h.record(f64::from(i) * 15.0, 1900.0 + f64::from(i));
+        }
+        h.record(255.0, 220.0);
+        let s = h.signals(255.0, &win(60.0, 15.0)).unwrap();
+        assert_eq!(s.just_before, 1909.0, "{s:?}");
     }
 
     #[test]

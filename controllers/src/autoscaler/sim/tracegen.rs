@@ -126,21 +126,21 @@ pub fn tuned() -> Vec<Spec> {
 pub fn heldout() -> Vec<Spec> {
     use Shape::*;
     vec![
-        Spec { noise: 0.05, ..spec("diurnal-b", Diurnal, 101, 10_800, 3000.0, 0.75) },
+        Spec { noise: 0.04, ..spec("diurnal-d", Diurnal, 301, 10_800, 1200.0, 0.5) },
         Spec {
-            event_at: Some(4200),
-            rise: 60.0,
+            event_at: Some(4800),
+            rise: 30.0,
             noise: 0.05,
-            ..spec("announced-surge-b", AnnouncedSurge, 102, 8400, 700.0, 12.0)
+            ..spec("announced-surge-d", AnnouncedSurge, 302, 9000, 1500.0, 10.0)
         },
-        Spec { rise: 45.0, ..spec("unannounced-surge-b", UnannouncedSurge, 103, 7200, 2500.0, 4.0) },
-        Spec { rise: 4.0, count: 12, ..spec("flash-spikes-b", FlashSpikes, 104, 7200, 600.0, 6.0) },
-        Spec { count: 8, noise: 0.05, ..spec("retry-storm-b", RetryStorm, 105, 7200, 900.0, 4.0) },
-        Spec { noise: 0.06, ..spec("slow-ramp-b", SlowRamp, 106, 7200, 3000.0, 2.5) },
-        Spec { rise: 120.0, count: 4, ..spec("live-cliff-b", LiveCliff, 107, 7200, 1800.0, 3.5) },
-        Spec { count: 14, noise: 0.05, ..spec("dips-and-gaps-b", DipsAndGaps, 108, 7200, 1200.0, 1.0) },
-        Spec { noise: 0.4, ..spec("noise-b", Noise, 109, 7200, 900.0, 3.0) },
-        Spec { event_at: Some(5000), noise: 0.05, ..spec("no-show-b", NoShow, 110, 7200, 2200.0, 10.0) },
+        Spec { rise: 90.0, noise: 0.04, ..spec("unannounced-surge-d", UnannouncedSurge, 303, 7200, 900.0, 7.0) },
+        Spec { rise: 8.0, count: 9, ..spec("flash-spikes-d", FlashSpikes, 304, 7200, 1500.0, 3.5) },
+        Spec { count: 6, noise: 0.03, ..spec("retry-storm-d", RetryStorm, 305, 7200, 2000.0, 2.5) },
+        Spec { noise: 0.04, ..spec("slow-ramp-d", SlowRamp, 306, 7200, 600.0, 5.0) },
+        Spec { rise: 400.0, count: 2, ..spec("live-cliff-d", LiveCliff, 307, 7200, 900.0, 6.0) },
+        Spec { count: 10, noise: 0.03, ..spec("dips-and-gaps-d", DipsAndGaps, 308, 7200, 2500.0, 1.0) },
+        Spec { noise: 0.2, ..spec("noise-d", Noise, 309, 7200, 3000.0, 2.0) },
+        Spec { event_at: Some(3000), noise: 0.05, ..spec("no-show-d", NoShow, 310, 7200, 900.0, 25.0) },
     ]
 }
 
