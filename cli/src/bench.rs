@@ -4,13 +4,13 @@
 //! with `cases.csv`) and nothing else. `--bench` reads `--traces` (default: `examples/traces` in
 //! the working directory, else beside the sources this binary was built from): every
 //! sub-directory with `*.csv` traces is a set (the directory itself when it holds traces). A
-//! trace runs once per row of its set's `cases.csv` (`trace,case,event_at,multiplier`: the Mall's
-//! first event starts at second `event_at` of the trace and announces `multiplier`), or once with
-//! the Mall's events removed when it has no row; `--start NAME=TIME` (or a bare `--start TIME`
-//! for every trace) replaces the cases of a trace by one run with that t=0. Every run is repeated
-//! at each capacity factor. One line per run on stdout with the acceptance verdict
-//! (violation-s ≤ hpa's and keda's, replica-s ≤ hpa's), then a summary per set; malformed input
-//! is an error naming the file and line.
+//! trace runs once with the Mall's events removed, and once per row of its set's `cases.csv`
+//! (`trace,case,event_at,multiplier`: the Mall's first event starts at second `event_at` of the
+//! trace and announces `multiplier`); `--start NAME=TIME` (or a bare `--start TIME` for every
+//! trace) replaces these by one run with that t=0. Every run is repeated at each capacity factor.
+//! One line per run on stdout with the acceptance verdict (violation-s ≤ hpa's and keda's,
+//! replica-s ≤ hpa's), then what each announcement costs against the same trace unannounced,
+//! then a summary per set; malformed input is an error naming the file and line.
 
 use crate::simulate::{Args, Output, TraceResult, parse_time, ratio, read_trace, simulate_one};
 use anyhow::{Context, bail};
@@ -135,7 +135,7 @@ impl Row {
             }
         }
         if let Some(h) = self.get("hpa").filter(|h| mall.replica_seconds > h.replica_seconds) {
-            out.push(format!("rs>hpa×{:.2}", mall.replica_seconds / h.replica_seconds));
+            out.push(format!("rs>hpa×{:.3}", mall.replica_seconds / h.replica_seconds));
         }
         out
     }

@@ -54,9 +54,10 @@ pub struct Args {
     /// Write an SVG of demand, capacity and replicas per policy (single trace only).
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// Run every policy on every trace of --traces (each sub-directory is a set; a `cases.csv`
-    /// there announces events), at every --capacity-factors, and print one line per run with the
-    /// ratios and whether mall met the acceptance (violation-s ≤ hpa and keda, replica-s ≤ hpa).
+    /// Run every policy on every trace of --traces (each sub-directory is a set; every trace runs
+    /// unannounced, and once per row of the set's `cases.csv` with an announced event), at every
+    /// --capacity-factors, and print one line per run with the ratios and whether mall met the
+    /// acceptance (violation-s ≤ hpa and keda, replica-s ≤ hpa), then what announcements cost.
     #[arg(long)]
     pub bench: bool,
     /// Directory of traces for --bench (default: the repository's `examples/traces`).
