@@ -185,7 +185,13 @@ pub fn run(args: &Args, cfg: &EngineConfig, kinds: &[PolicyKind]) -> anyhow::Res
     let mut rows = Vec::new();
     for (set, dir) in sets(&traces_root(args))? {
         let cases = read_cases(&dir)?;
-        for file in csv_files(&dir)? {
+        let files = csv_files(&dir)?;
+        if let Some(unknown) =
+            cases.keys().find(|name| !files.iter().any(|f| f.file_stem().is_some_and(|s| s == name.as_str())))
+        {
+            bail!("{}: trace {unknown:?} has no {unknown}.csv in {}", dir.join("cases.csv").display(), dir.display());
+        }
+        for file in files {
             let trace = read_trace(&file)?;
             let runs: Vec<(String, EngineConfig, Option<DateTime<Utc>>)> =
                 match (named.get(&trace.name).copied().or(bare), cases.get(&trace.name)) {
