@@ -3,6 +3,7 @@
 //! Contract: exit 0 on success, 1 when input is invalid or a command fails (with one line per
 //! problem on stdout for `validate`, a message on stderr otherwise), 2 on usage errors.
 
+mod bench;
 mod dev;
 mod dev_stack;
 mod input;
@@ -24,7 +25,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Replay a traffic trace against the autoscaler and the hpa/keda/kpa/oracle baselines
-    /// (deterministic); `--bench` runs every trace of a directory and prints ratios.
+    /// (deterministic); `--bench` runs the repository's trace sets (tuned and held-out) at
+    /// several pod capacities and prints ratios and the acceptance verdict; `--generate DIR`
+    /// writes those trace sets.
     Simulate(simulate::Args),
     /// Print the Mall CustomResourceDefinition (YAML), as installed by the Helm chart.
     Crd,

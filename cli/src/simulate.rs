@@ -1,13 +1,11 @@
 //! `mallctl simulate`: replays a traffic trace (CSV `t,rps`) against the Mall's autoscaling engine
-//! and the baseline policies, deterministically; `--bench` runs every policy on every trace of a
-//! directory and prints the ratios mall/hpa, mall/keda, mall/kpa and mall/oracle.
+//! and the baseline policies, deterministically; `--bench` (see [`crate::bench`]) runs every policy
+//! on every trace of the repository's trace sets; `--generate DIR` writes those sets.
 //!
 //! Contract: validates the Mall first (same rules as `validate`); prints only the table or JSON
 //! on stdout. `--start` is the wall-clock time of the trace's t=0; when omitted it is the first
 //! event's start − its warmup − 1 h (an hour of normal traffic before the event arms), or
-//! 2026-01-01T00:00:00Z when the Mall has no events. In `--bench`, `--start NAME=TIME` applies to
-//! the trace NAME, a bare `--start TIME` to the others, and a trace with neither runs with the
-//! Mall's events removed (unannounced traffic).
+//! 2026-01-01T00:00:00Z when the Mall has no events.
 
 use crate::plot;
 use anyhow::{Context, bail};
@@ -31,12 +29,13 @@ pub enum Output {
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Mall manifest whose `spec.autoscaling` drives the engine.
-    #[arg(short = 'f', long = "filename")]
-    pub file: String,
-    /// Trace CSV (`t,rps`, one row per second).
-    #[arg(long, required_unless_present = "bench")]
+    #[arg(short = 'f', long = "filename", required_unless_present = "generate")]
+    pub file: Option<String>,
+    /// Trace CSV (`t,rps`, one row per second; `NaN`, an empty value or skipped seconds are data
+    /// gaps).
+    #[arg(long, required_unless_present_any = ["bench", "generate"])]
     pub trace: Option<PathBuf>,
-    /// mall, hpa, keda, kpa, oracle or all.
+    /// mall, hpa, keda, keda-cached, kpa, oracle (comma-separated) or all (all but keda-cached).
     #[arg(long, default_value = "all")]
     pub policy: String,
     /// Wall-clock time of t=0 (RFC 3339); with --bench also NAME=TIME per trace. Repeatable.
@@ -45,7 +44,8 @@ pub struct Args {
     /// Pod start-up time (request → Ready).
     #[arg(long, default_value = "30s")]
     pub startup: String,
-    /// Requests/s one Ready pod serves at most (default: targetPerReplica ÷ 0.7).
+    /// Requests/s one Ready pod serves at most (default: targetPerReplica ÷ 0.7). The engine is
+    /// not told this value.
     #[arg(long)]
     pub capacity: Option<f64>,
     /// Output format.
@@ -54,15 +54,25 @@ pub struct Args {
     /// Write an SVG of demand, capacity and replicas per policy (single trace only).
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// Run every policy on every `*.csv` of --traces and print the ratios.
+    /// Run every policy on every trace of --traces (each sub-directory is a set; every trace runs
+    /// unannounced, and once per row of the set's `cases.csv` with an announced event), at every
+    /// --capacity-factors, and print one line per run with the ratios and whether mall met the
+    /// acceptance (violation-s ≤ hpa and keda, replica-s ≤ hpa), then what announcements cost.
     #[arg(long)]
     pub bench: bool,
-    /// Directory of traces for --bench.
-    #[arg(long, default_value = "../shared/traces")]
-    pub traces: PathBuf,
+    /// Directory of traces for --bench (default: the repository's `examples/traces`).
+    #[arg(long)]
+    pub traces: Option<PathBuf>,
+    /// With --bench: the true pod capacity as multiples of --capacity (or targetPerReplica ÷ 0.7).
+    #[arg(long, value_delimiter = ',', default_value = "0.6,1,1.5")]
+    pub capacity_factors: Vec<f64>,
+    /// Write the generated benchmark traces (`tuned/`, `heldout/`, with `cases.csv`) into DIR and
+    /// exit; the repository's copy is `examples/traces`.
+    #[arg(long, value_name = "DIR")]
+    pub generate: Option<PathBuf>,
 }
 
-fn parse_time(text: &str) -> anyhow::Result<DateTime<Utc>> {
+pub(crate) fn parse_time(text: &str) -> anyhow::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .with_context(|| format!("--start {text:?} is not an RFC 3339 time"))
@@ -76,7 +86,7 @@ pub fn default_start(cfg: &EngineConfig) -> DateTime<Utc> {
     }
 }
 
-fn load_config(file: &str) -> anyhow::Result<EngineConfig> {
+pub(crate) fn load_config(file: &str) -> anyhow::Result<EngineConfig> {
     let mut report = Vec::new();
     let (malls, ok) = crate::validate::run(&[file.to_string()], &mut report)?;
     if !ok {
@@ -86,7 +96,7 @@ fn load_config(file: &str) -> anyhow::Result<EngineConfig> {
     EngineConfig::from_mall(mall).with_context(|| format!("{file}: spec.autoscaling"))
 }
 
-fn kinds(policy: &str) -> anyhow::Result<Vec<PolicyKind>> {
+pub(crate) fn kinds(policy: &str) -> anyhow::Result<Vec<PolicyKind>> {
     if policy == "all" {
         return Ok(PolicyKind::ALL.to_vec());
     }
@@ -94,35 +104,46 @@ fn kinds(policy: &str) -> anyhow::Result<Vec<PolicyKind>> {
         .split(',')
         .map(|p| {
             PolicyKind::parse(p.trim())
-                .with_context(|| format!("unknown policy {p:?} (mall, hpa, keda, kpa, oracle, all)"))
+                .with_context(|| format!("unknown policy {p:?} (mall, hpa, keda, keda-cached, kpa, oracle, all)"))
         })
         .collect()
 }
 
 /// One trace's result.
-struct TraceResult {
-    trace: Trace,
-    start: DateTime<Utc>,
-    announced: bool,
-    outcomes: Vec<Outcome>,
+pub(crate) struct TraceResult {
+    pub(crate) trace: Trace,
+    pub(crate) start: DateTime<Utc>,
+    pub(crate) announced: bool,
+    pub(crate) outcomes: Vec<Outcome>,
 }
 
-fn simulate_one(
+/// `--startup` in whole seconds.
+pub(crate) fn startup_seconds(args: &Args) -> anyhow::Result<u32> {
+    let startup = mall_crds::common::parse_duration(&args.startup)
+        .with_context(|| format!("--startup {:?} is not a duration", args.startup))?;
+    Ok(u32::try_from(startup.as_secs()).unwrap_or(u32::MAX))
+}
+
+/// Runs `kinds` on `trace`. Without `start` the documented default applies, or — with
+/// `unannounced` — the Mall's events are removed. `capacity` is the pods' true capacity.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn simulate_one(
     trace: Trace,
     cfg: &EngineConfig,
     start: Option<DateTime<Utc>>,
+    unannounced: bool,
+    capacity: Option<f64>,
     args: &Args,
     kinds: &[PolicyKind],
     record: bool,
 ) -> anyhow::Result<TraceResult> {
-    let startup = mall_crds::common::parse_duration(&args.startup)
-        .with_context(|| format!("--startup {:?} is not a duration", args.startup))?;
+    let startup = startup_seconds(args)?;
     let mut cfg = cfg.clone();
-    let announced = start.is_some() || !args.bench;
+    let announced = start.is_some() || !unannounced;
     let start = match start {
         Some(s) => s,
         None => {
-            if args.bench {
+            if unannounced {
                 cfg.events.clear();
             }
             default_start(&cfg)
@@ -134,12 +155,12 @@ fn simulate_one(
         .map(|e| (e.start - start).num_seconds())
         .find(|&s| s >= 0)
         .and_then(|s| u32::try_from(s).ok());
-    let sim = sim_config(&cfg, u32::try_from(startup.as_secs()).unwrap_or(u32::MAX), args.capacity);
+    let sim = sim_config(&cfg, startup, capacity);
     let outcomes = Run { trace: &trace, sim: &sim, engine: &cfg, start, after, record }.all(kinds);
     Ok(TraceResult { trace, start, announced, outcomes })
 }
 
-fn ratio(a: f64, b: f64) -> String {
+pub(crate) fn ratio(a: f64, b: f64) -> String {
     if b == 0.0 { if a == 0.0 { "0/0".into() } else { "inf".into() } } else { format!("{:.2}", a / b) }
 }
 
@@ -183,74 +204,41 @@ fn table(r: &TraceResult) -> String {
     s
 }
 
-fn to_json(r: &TraceResult) -> serde_json::Value {
+pub(crate) fn to_json(r: &TraceResult) -> serde_json::Value {
     json!({"trace": r.trace.name, "start": r.start.to_rfc3339(), "eventsAnnounced": r.announced, "policies": r.outcomes})
 }
 
 /// Runs the command.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let cfg = load_config(&args.file)?;
+    if let Some(dir) = &args.generate {
+        return crate::bench::generate(dir);
+    }
+    let file = args.file.as_deref().context("-f/--filename is required")?;
+    let cfg = load_config(file)?;
     let kinds = kinds(&args.policy)?;
-    let results = if args.bench {
-        if args.plot.is_some() {
-            bail!("--plot needs a single --trace");
-        }
-        let mut named = std::collections::BTreeMap::new();
-        let mut bare = None;
-        for s in &args.start {
-            match s.split_once('=') {
-                Some((name, t)) => {
-                    named.insert(name.to_string(), parse_time(t)?);
-                }
-                None => bare = Some(parse_time(s)?),
-            }
-        }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&args.traces)
-            .with_context(|| format!("reading {}", args.traces.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "csv"))
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            bail!("{}: no *.csv traces", args.traces.display());
-        }
-        let mut out = Vec::new();
-        for f in files {
-            let trace = read_trace(&f)?;
-            let start = named.get(&trace.name).copied().or(bare);
-            out.push(simulate_one(trace, &cfg, start, args, &kinds, false)?);
-        }
-        out
-    } else {
-        let path = args.trace.as_ref().context("--trace is required without --bench")?;
-        let start = match args.start.as_slice() {
-            [] => None,
-            [one] => Some(parse_time(one)?),
-            _ => bail!("one --start without --bench"),
-        };
-        vec![simulate_one(read_trace(path)?, &cfg, start, args, &kinds, args.plot.is_some())?]
+    if args.bench {
+        return crate::bench::run(args, &cfg, &kinds);
+    }
+    let path = args.trace.as_ref().context("--trace is required without --bench")?;
+    let start = match args.start.as_slice() {
+        [] => None,
+        [one] => Some(parse_time(one)?),
+        _ => bail!("one --start without --bench"),
     };
-    if let (Some(path), [r]) = (&args.plot, results.as_slice()) {
+    let r = simulate_one(read_trace(path)?, &cfg, start, false, args.capacity, args, &kinds, args.plot.is_some())?;
+    if let Some(path) = &args.plot {
         let capacity = args.capacity.unwrap_or(cfg.storefront.target_per_replica / 0.7);
         std::fs::write(path, plot::svg(&r.trace, &r.outcomes, capacity))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     match args.output {
-        Output::Json if args.bench => println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"traces": results.iter().map(to_json).collect::<Vec<_>>()}))?
-        ),
-        Output::Json => println!("{}", serde_json::to_string_pretty(&results.first().map(to_json))?),
-        Output::Table => {
-            for r in &results {
-                println!("{}", table(r));
-            }
-        }
+        Output::Json => println!("{}", serde_json::to_string_pretty(&to_json(&r))?),
+        Output::Table => println!("{}", table(&r)),
     }
     Ok(())
 }
 
-fn read_trace(path: &Path) -> anyhow::Result<Trace> {
+pub(crate) fn read_trace(path: &Path) -> anyhow::Result<Trace> {
     Ok(Trace::read(path)?)
 }
 
@@ -293,7 +281,7 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let svg = dir.path().join("p.svg");
         let args = Args {
-            file: String::new(),
+            file: None,
             trace: Some(path.clone()),
             policy: "all".into(),
             start: vec![],
@@ -302,9 +290,12 @@ mod tests {
             output: Output::Json,
             plot: Some(svg.clone()),
             bench: false,
-            traces: PathBuf::new(),
+            traces: None,
+            capacity_factors: vec![1.0],
+            generate: None,
         };
-        let run = || simulate_one(read_trace(&path).unwrap(), &c, None, &args, &PolicyKind::ALL, true).unwrap();
+        let run =
+            || simulate_one(read_trace(&path).unwrap(), &c, None, false, None, &args, &PolicyKind::ALL, true).unwrap();
         let (a, b) = (run(), run());
         let strip = |r: &TraceResult| serde_json::to_string(&to_json(r)).unwrap();
         assert_eq!(strip(&a), strip(&b), "deterministic");

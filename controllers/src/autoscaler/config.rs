@@ -155,6 +155,28 @@ pub struct Tuning {
     /// Steady load within this fraction of the current size's target keeps the size (0.1, the
     /// HPA's default tolerance).
     pub steady_tolerance: f64,
+    /// Window of the robust signals: Theil–Sen trend, recent peak, variability.
+    pub memory_window: Duration,
+    /// A fall from the recent peak that happened within this window is sudden (a dip).
+    pub sudden_window: Duration,
+    /// A rise or fall counts when it exceeds this many times the traffic's sample-to-sample
+    /// variability (and `surge_threshold`).
+    pub noise_sigmas: f64,
+    /// Steady load must be covered up to this many times its sample-to-sample variability by
+    /// what the replicas can serve; what the target's headroom does not cover is added.
+    pub noise_headroom: f64,
+    /// Traffic whose `noisy_sigmas` × variability the target's headroom does not cover is noisy.
+    pub noisy_sigmas: f64,
+    /// Scale-down stabilization window (at least) for noisy traffic.
+    pub noisy_stabilization: Duration,
+    /// Longest projection, as a multiple of the recent peak (or the stable mean if higher).
+    pub max_over_peak: f64,
+    /// How long capacity for the level before a sudden dip is held unless the load returns.
+    pub dip_hold: Duration,
+    /// Readings within this long of a change of the Ready count teach nothing about capacity.
+    pub capacity_settle: Duration,
+    /// Share of the load refused (served below received) that shows the pods are saturated.
+    pub refusal_share: f64,
 }
 
 impl Default for Tuning {
@@ -171,6 +193,16 @@ impl Default for Tuning {
             target_utilization: 0.7,
             event_headroom: 0.1,
             steady_tolerance: 0.1,
+            memory_window: Duration::from_secs(300),
+            sudden_window: Duration::from_secs(45),
+            noise_sigmas: 3.0,
+            max_over_peak: 8.0,
+            noise_headroom: 3.0,
+            noisy_sigmas: 6.0,
+            noisy_stabilization: Duration::from_secs(300),
+            dip_hold: Duration::from_secs(180),
+            capacity_settle: Duration::from_secs(30),
+            refusal_share: 0.02,
         }
     }
 }

@@ -11,7 +11,9 @@
 use super::config::{EngineConfig, Tier, TierConfig};
 use super::events::{self, EventState, Floor};
 use super::limits::{Bound, Limiter, Limits};
-use super::signals::{LoadHistory, Signals, StartupLearner};
+use super::plan::{self, Dip};
+use super::robust::CapacityLearner;
+use super::signals::{LoadHistory, Signals, StartupLearner, Windows};
 use super::{ClusterCounts, Counts, Metrics};
 use chrono::{DateTime, Utc};
 
@@ -37,6 +39,8 @@ pub struct Observations {
     pub database: Option<TierObservation>,
     /// Storefront p99 latency, seconds.
     pub p99_latency: Option<f64>,
+    /// Storefront requests/s served (not refused), when known.
+    pub storefront_served: Option<f64>,
     /// Start-up times measured elsewhere (pod creation → Ready), seconds.
     pub startup_samples: Vec<f64>,
     /// Why data is missing, if known.
@@ -52,6 +56,7 @@ impl Observations {
             cache: c.cache.map(|c| tier(m.cache, c)),
             database: c.database.map(|c| tier(m.database, c)),
             p99_latency: m.p99_latency,
+            storefront_served: m.storefront_served,
             startup_samples: Vec::new(),
             problems: m.problems.clone(),
         }
@@ -119,11 +124,12 @@ struct TierState {
     history: LoadHistory,
     limiter: Limiter,
     surge_until: f64,
+    dip: Option<Dip>,
 }
 
 impl TierState {
     fn new(keep: f64) -> Self {
-        Self { history: LoadHistory::new(keep), limiter: Limiter::default(), surge_until: f64::NEG_INFINITY }
+        Self { history: LoadHistory::new(keep), limiter: Limiter::default(), surge_until: f64::NEG_INFINITY, dip: None }
     }
 }
 
@@ -135,26 +141,34 @@ pub struct Engine {
     cache: TierState,
     database: TierState,
     startup: StartupLearner,
+    capacity: CapacityLearner,
     events: Vec<EventState>,
-}
-
-/// The load a tier should be sized for, whether it is surging, and why.
-struct LoadPlan {
-    load: f64,
-    surge: bool,
-    reason: String,
+    /// Replicas the event floor asked for at the previous decision.
+    last_floor: i32,
+    /// Until when an ended event's unused reservation is released without the scale-down rate.
+    release_until: f64,
 }
 
 impl Engine {
     /// An engine with empty memory.
     pub fn new(cfg: EngineConfig) -> Self {
-        let keep = cfg.tuning.stable_window.as_secs_f64().max(cfg.tuning.trend_window.as_secs_f64()) + 60.0;
+        let tuning = &cfg.tuning;
+        let keep = tuning
+            .stable_window
+            .max(tuning.trend_window)
+            .max(tuning.memory_window)
+            .max(tuning.sudden_window)
+            .as_secs_f64()
+            + 60.0;
         Self {
             storefront: TierState::new(keep),
             cache: TierState::new(keep),
             database: TierState::new(keep),
             startup: StartupLearner::new(cfg.tuning.initial_startup.as_secs_f64()),
+            capacity: CapacityLearner::new(cfg.tuning.capacity_settle.as_secs_f64(), cfg.tuning.refusal_share),
             events: vec![EventState::default(); cfg.events.len()],
+            last_floor: 0,
+            release_until: f64::NEG_INFINITY,
             cfg,
         }
     }
@@ -169,60 +183,41 @@ impl Engine {
         self.startup.estimate()
     }
 
+    /// Requests/s a storefront pod serves at most, once saturation was observed.
+    pub fn capacity_estimate(&self) -> Option<f64> {
+        self.capacity.estimate()
+    }
+
+    /// What a storefront pod can serve: `targetPerReplica ÷ target_utilization` from the spec,
+    /// or less when the pods were seen to saturate below it.
+    fn replica_capacity(&self) -> f64 {
+        let spec = self.cfg.storefront.target_per_replica / self.cfg.tuning.target_utilization.clamp(0.1, 1.0);
+        self.capacity.estimate().map_or(spec, |c| c.min(spec))
+    }
+
+    fn windows(&self) -> Windows {
+        let t = &self.cfg.tuning;
+        Windows {
+            stable: t.stable_window.as_secs_f64(),
+            trend: t.trend_window.as_secs_f64(),
+            memory: t.memory_window.as_secs_f64(),
+            sudden: t.sudden_window.as_secs_f64(),
+        }
+    }
+
     fn limits(&self) -> Limits {
         Limits {
             stabilization: self.cfg.down_stabilization.as_secs_f64(),
             down_percent_per_minute: self.cfg.down_percent_per_minute,
             up_factor: self.cfg.up_factor,
             up_min_pods: self.cfg.up_min_pods,
+            release_reservation: false,
         }
     }
 
     /// Look-ahead of projections: start-up time plus the metrics pipeline delay.
     fn horizon(&self) -> f64 {
         self.startup.estimate() + self.cfg.tuning.pipeline_delay.as_secs_f64()
-    }
-
-    fn plan(&self, s: &Signals, horizon: f64, replicas: i32, target: f64) -> LoadPlan {
-        let thr = self.cfg.tuning.surge_threshold;
-        if s.current > s.stable * (1.0 + thr) {
-            // The trend is projected to when replicas asked for now are Ready (start-up +
-            // pipeline delay), bounded by `max_projection_factor` × the load. A step mistaken for
-            // a ramp costs little: the next reading withdraws the replicas still starting (see
-            // `Limiter::apply`), and only the observed need enters the stabilization window.
-            let rising = s.slope.max(0.0);
-            let ahead = horizon;
-            let projected = (s.current + rising * ahead).min(s.current * self.cfg.tuning.max_projection_factor);
-            let reason = format!(
-                "surge: load {:.0}/s is {:.1}× the {}s mean, rising {:.0}/s; sized for {:.0}/s projected {:.0}s ahead",
-                s.current,
-                s.current / s.stable.max(f64::MIN_POSITIVE),
-                self.cfg.tuning.stable_window.as_secs(),
-                rising,
-                projected,
-                ahead
-            );
-            LoadPlan { load: projected.max(s.current), surge: true, reason }
-        } else if s.current < s.stable * (1.0 - thr) {
-            let reason = format!("load falling: {:.0}/s against a mean of {:.0}/s", s.current, s.stable);
-            LoadPlan { load: s.current, surge: false, reason }
-        } else {
-            // Slow trends stay within the target's headroom (target ≈ 70 % of what a replica
-            // can take); the surge signal catches fast ones.
-            let reason = format!("steady: mean load {:.0}/s", s.stable);
-            // Deadband (as the HPA's tolerance): within ±tolerance of the current size's target
-            // load, keep the size rather than chase noise.
-            let held = f64::from(replicas) * target;
-            let tol = self.cfg.tuning.steady_tolerance;
-            if held > 0.0 && (s.stable / held - 1.0).abs() <= tol {
-                return LoadPlan {
-                    load: held.min(s.stable * (1.0 + tol)),
-                    surge: false,
-                    reason: format!("{reason}, within {:.0}% of the current size's target", tol * 100.0),
-                };
-            }
-            LoadPlan { load: s.stable, surge: false, reason }
-        }
     }
 
     /// Decides the replicas of every tier at `now`.
@@ -234,7 +229,7 @@ impl Engine {
         self.startup.observe(t, obs.storefront.ready, obs.storefront.replicas);
         let horizon = self.horizon();
         let tuning = self.cfg.tuning.clone();
-        let (stable_w, trend_w) = (tuning.stable_window.as_secs_f64(), tuning.trend_window.as_secs_f64());
+        let windows = self.windows();
         let limits = self.limits();
         let mut missing: Vec<&'static str> = Vec::new();
         let mut tiers = Vec::new();
@@ -243,17 +238,46 @@ impl Engine {
         let sf_obs = obs.storefront;
         let sf_signals = sf_obs.load.and_then(|l| {
             self.storefront.history.record(t, l);
-            self.storefront.history.signals(t, stable_w, trend_w)
+            self.storefront.history.signals(t, &windows)
         });
+        if let (Some(load), Some(served)) = (sf_obs.load, obs.storefront_served) {
+            self.capacity.observe(t, load, served, sf_obs.ready.min(sf_obs.replicas));
+        }
         let floor = self.event_floor(t, sf_signals.as_ref(), horizon);
-        let sf_cfg = self.cfg.storefront.clone();
+        // An event's capacity whose hold just ended is a reservation: what the observed load does
+        // not need goes at once (the stabilization window of observed needs still applies).
+        let floor_now = floor.as_ref().map_or(0, |f| f.replicas);
+        if self.last_floor > 0 && floor_now == 0 {
+            self.release_until = t + limits.stabilization;
+        }
+        self.last_floor = floor_now;
+        let limits = Limits { release_reservation: t < self.release_until, ..limits };
+        let mut sf_cfg = self.cfg.storefront.clone();
+        // Pods that saturate below what the spec implies carry the target's share of what they
+        // really serve.
+        let capacity_note = self.capacity.estimate().and_then(|c| {
+            let target = c * tuning.target_utilization.clamp(0.1, 1.0);
+            (target < sf_cfg.target_per_replica).then(|| {
+                let note = format!(
+                    "; pods saturate at {c:.0}/s, so {target:.0}/s each (not the spec's {:.0}/s)",
+                    sf_cfg.target_per_replica
+                );
+                sf_cfg.target_per_replica = target;
+                note
+            })
+        });
         let (sf_decision, sf_planned_load) = match sf_signals {
             None => {
                 missing.push("storefront");
                 (hold(Tier::Storefront, &sf_cfg, sf_obs, floor.as_ref()), None)
             }
             Some(s) => {
-                let mut plan = self.plan(&s, horizon, sf_obs.replicas * sf_cfg.shards, sf_cfg.target_per_replica);
+                let dip = plan::dip(&mut self.storefront.dip, t, &s, &tuning);
+                let mut plan =
+                    plan::plan(&s, &tuning, horizon, sf_obs.replicas * sf_cfg.shards, sf_cfg.target_per_replica, dip);
+                if let Some(note) = &capacity_note {
+                    plan.reason.push_str(note);
+                }
                 // During an announced event its expected load bounds the forecast (observed
                 // load above it still counts).
                 if let Some(f) = floor.as_ref().filter(|f| f.expected_load > 0.0) {
@@ -290,6 +314,7 @@ impl Engine {
                         plan.reason = format!("{}; {}", plan.reason, f.reason);
                     }
                 }
+                let limits = Limits { stabilization: plan::stabilization(&s, &tuning, limits.stabilization), ..limits };
                 let decision = limited(
                     Tier::Storefront,
                     &sf_cfg,
@@ -314,27 +339,26 @@ impl Engine {
         // Followers: cache and database.
         for tier in [Tier::Cache, Tier::Database] {
             let (Some(cfg), Some(o)) = (self.cfg.tier(tier).cloned(), follower_obs(obs, tier)) else { continue };
-            let plan_fn = |engine: &Self, s: &Signals| {
-                engine.plan(s, horizon, (o.replicas + cfg.extra_serving_nodes) * cfg.shards, cfg.target_per_replica)
-            };
             let state = match tier {
                 Tier::Cache => &mut self.cache,
                 _ => &mut self.database,
             };
             let signals = o.load.and_then(|l| {
                 state.history.record(t, l);
-                state.history.signals(t, stable_w, trend_w)
+                state.history.signals(t, &windows)
             });
             let Some(s) = signals else {
                 missing.push(tier.name());
                 tiers.push(hold(tier, &cfg, o, None));
                 continue;
             };
-            let plan = plan_fn(self, &s);
             let state = match tier {
                 Tier::Cache => &mut self.cache,
                 _ => &mut self.database,
             };
+            let dip = plan::dip(&mut state.dip, t, &s, &tuning);
+            let serving = (o.replicas + cfg.extra_serving_nodes) * cfg.shards;
+            let plan = plan::plan(&s, &tuning, horizon, serving, cfg.target_per_replica, dip);
             if plan.surge {
                 state.surge_until = t + tuning.surge_hold.as_secs_f64();
             }
@@ -359,6 +383,7 @@ impl Engine {
                     }
                 }
             }
+            let limits = Limits { stabilization: plan::stabilization(&s, &tuning, limits.stabilization), ..limits };
             tiers.push(limited(tier, &cfg, &mut state.limiter, t, o, rec, need, hold_down, &limits, reason));
         }
 
@@ -391,8 +416,7 @@ impl Engine {
             pipeline_delay: self.cfg.tuning.pipeline_delay.as_secs_f64(),
             stabilization: self.cfg.down_stabilization.as_secs_f64(),
             confirm_share: self.cfg.tuning.event_confirm_share,
-            replica_capacity: self.cfg.storefront.target_per_replica
-                / self.cfg.tuning.target_utilization.clamp(0.1, 1.0),
+            replica_capacity: self.replica_capacity(),
             headroom: self.cfg.tuning.event_headroom,
         };
         let mut best: Option<Floor> = None;
@@ -444,6 +468,9 @@ fn limited(
     let (to, bound) = limiter.apply(t, current, o.ready.min(current), rec, cfg.clamp(need), hold_down, limits);
     let to = cfg.clamp(to);
     let suffix = match bound {
+        Bound::None if limits.release_reservation && to < current => {
+            " (the ended event's unused reservation released at once)".to_string()
+        }
         Bound::None => String::new(),
         Bound::UpRate => format!(" (want {rec}; scale-up limited per step)"),
         Bound::Stabilization => format!(" (want {rec}; held by the scale-down stabilization window)"),

@@ -7,8 +7,9 @@
 //! lead time before `start` (the learned start-up time — the slowest recent one — plus the
 //! metrics delay, within the warmup) so it is Ready at `start`, and holds it until the expected
 //! traffic has been observed (`event_confirm_share` of it), one stabilization window has passed
-//! since `start`, or `end`, whichever comes first. Release is gradual through the scale-down
-//! limits; until `end` the expected load is still reported (it bounds forecasts).
+//! since `start`, or `end`, whichever comes first. The engine then releases what the observed
+//! load does not need at once (an unused reservation); until `end` the expected load is still
+//! reported (it bounds forecasts).
 
 use super::config::{EventConfig, TierConfig};
 

@@ -22,6 +22,10 @@ pub struct Limits {
     pub up_factor: f64,
     /// Pods that may always be added per step.
     pub up_min_pods: i32,
+    /// Scale-down goes straight to the stabilized value, without the per-minute rate: the
+    /// replicas above it are a reservation no observed load used (an event's capacity whose hold
+    /// ended), not serving capacity in use.
+    pub release_reservation: bool,
 }
 
 /// What bound the outcome.
@@ -92,7 +96,7 @@ impl Limiter {
             let stabilized = stabilized.min(current);
             let minute_ago = self.decided.iter().map(|&(_, r)| r).max().unwrap_or(current).max(current);
             let by_percent = (f64::from(minute_ago) * (1.0 - limits.down_percent_per_minute / 100.0)).ceil() as i32;
-            let floor = by_percent.min(minute_ago - 1);
+            let floor = if limits.release_reservation { rec } else { by_percent.min(minute_ago - 1) };
             if stabilized > rec && stabilized >= floor {
                 (stabilized, if self.held_need > window { Bound::Hold } else { Bound::Stabilization })
             } else if floor > rec {
@@ -114,8 +118,13 @@ impl Limiter {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits =
-        Limits { stabilization: 300.0, down_percent_per_minute: 20.0, up_factor: 4.0, up_min_pods: 4 };
+    const LIMITS: Limits = Limits {
+        stabilization: 300.0,
+        down_percent_per_minute: 20.0,
+        up_factor: 4.0,
+        up_min_pods: 4,
+        release_reservation: false,
+    };
 
     #[test]
     fn scale_up_is_capped_per_step() {
@@ -163,6 +172,17 @@ mod tests {
         assert_eq!(l.apply(5.0, 10, 10, 3, 3, false, &fast), (8, Bound::DownRate));
         let mut l = Limiter::default();
         assert_eq!(l.apply(0.0, 2, 2, 1, 1, false, &fast), (1, Bound::None), "20 % of 2 rounds to one pod, not zero");
+    }
+
+    #[test]
+    fn an_unused_reservation_is_released_at_once_down_to_the_observed_need() {
+        let release = Limits { release_reservation: true, ..LIMITS };
+        let mut l = Limiter::default();
+        // 150 Ready for an event whose traffic did not come; the load needs 10, and 30 were
+        // needed within the window.
+        assert_eq!(l.apply(0.0, 150, 150, 150, 30, false, &LIMITS), (150, Bound::None));
+        assert_eq!(l.apply(5.0, 150, 150, 10, 10, false, &release), (30, Bound::Stabilization));
+        assert_eq!(Limiter::default().apply(5.0, 150, 150, 10, 10, false, &release), (10, Bound::None));
     }
 
     #[test]

@@ -12,7 +12,9 @@ pub mod engine;
 pub mod events;
 pub mod limits;
 pub mod operate;
+pub mod plan;
 pub mod prometheus;
+pub mod robust;
 pub mod signals;
 pub mod sim;
 
@@ -44,8 +46,11 @@ impl Clock for SystemClock {
 /// Loads and latency at one instant; `None` = no data for that series.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Metrics {
-    /// Storefront requests/s (all pods).
+    /// Storefront requests/s (all pods, refused ones included).
     pub storefront: Option<f64>,
+    /// Storefront requests/s served (not refused with 503); below `storefront` when the Ready
+    /// pods are saturated, which tells what a pod can really serve.
+    pub storefront_served: Option<f64>,
     /// Cache commands/s (all nodes).
     pub cache: Option<f64>,
     /// Database queries/s (all instances).

@@ -18,6 +18,11 @@ use std::time::Duration;
 pub const DEFAULT_STOREFRONT_QUERY: &str =
     r#"sum(irate(mall_http_requests_total{namespace="$namespace",mall="$mall"}[1m]))"#;
 /// Storefront p99 latency in seconds, from the request-duration histogram.
+/// Storefront requests/s served, not refused: with a `code` label on the request counter, the
+/// engine learns what a pod really serves when pods refuse (503); without one it equals the
+/// storefront query and nothing is learned. Only asked with the default storefront query.
+pub const DEFAULT_SERVED_QUERY: &str =
+    r#"sum(irate(mall_http_requests_total{namespace="$namespace",mall="$mall",code!="503"}[1m]))"#;
 pub const DEFAULT_LATENCY_QUERY: &str = r#"histogram_quantile(0.99, sum by (le) (rate(mall_http_request_duration_seconds_bucket{namespace="$namespace",mall="$mall"}[1m])))"#;
 /// Cache commands/s (redis_exporter / valkey exporter).
 pub const DEFAULT_CACHE_QUERY: &str =
@@ -53,6 +58,8 @@ pub struct Queries {
     pub database: Option<String>,
     /// Storefront p99, when a latency objective is set.
     pub latency: Option<String>,
+    /// Storefront requests/s served (see [`DEFAULT_SERVED_QUERY`]).
+    pub served: Option<String>,
 }
 
 /// `$namespace` and `$mall` substituted into `query`.
@@ -71,6 +78,7 @@ impl Queries {
             cache: cfg.cache.as_ref().map(|c| q(c.query.as_ref(), DEFAULT_CACHE_QUERY)),
             database: cfg.database.as_ref().map(|d| q(d.query.as_ref(), DEFAULT_DATABASE_QUERY)),
             latency: cfg.latency_slo.map(|_| q(cfg.latency_query.as_ref(), DEFAULT_LATENCY_QUERY)),
+            served: cfg.storefront.query.is_none().then(|| q(None, DEFAULT_SERVED_QUERY)),
         }
     }
 }
@@ -143,8 +151,13 @@ impl PrometheusSource {
         let cache = self.series(self.queries.cache.as_ref(), at, &mut problems).await;
         let database = self.series(self.queries.database.as_ref(), at, &mut problems).await;
         let p99_latency = self.series(self.queries.latency.as_ref(), at, &mut problems).await;
+        // Optional: its absence holds nothing (no problem line).
+        let storefront_served = match &self.queries.served {
+            Some(q) => self.scalar(q, at).await.ok(),
+            None => None,
+        };
         problems.dedup();
-        Metrics { storefront, cache, database, p99_latency, problems }
+        Metrics { storefront, storefront_served, cache, database, p99_latency, problems }
     }
 }
 
@@ -176,6 +189,10 @@ mod tests {
         assert!(q.cache.as_deref().unwrap().contains(r#"redis_commands_processed_total{namespace="ns",mall="shop"}"#));
         assert!(q.latency.as_deref().unwrap().starts_with("histogram_quantile(0.99"));
         assert_eq!(q.database, None);
+        assert_eq!(q.served, None, "a custom storefront query has no known served counterpart");
+        let mut plain = cfg.clone();
+        plain.storefront.query = None;
+        assert!(Queries::for_mall(&plain, "ns", "shop").served.unwrap().contains(r#"code!="503""#));
         assert!(PrometheusSource::new("not a url", q, Duration::from_secs(1)).is_err());
     }
 }

@@ -1,5 +1,6 @@
-//! Signals derived from the history of one tier's load observations, and the start-up time
-//! learned from how long requested replicas took to become Ready.
+//! Signals derived from the history of one tier's load observations (time-weighted mean, slopes,
+//! and the robust ones of [`super::robust`]: Theil–Sen trend, recent peak, variability), and the
+//! start-up time learned from how long requested replicas took to become Ready.
 //!
 //! Contract: pure and deterministic; times are seconds on the caller's clock (any epoch), and
 //! every function tolerates empty or one-point histories (it then reports "no signal").
@@ -33,6 +34,36 @@ pub struct Signals {
     pub rising_for: f64,
     /// Slope over the stable window (least squares), for slow ramps.
     pub stable_slope: f64,
+    /// Theil–Sen slope over the memory window: a trend one outlier or one dip cannot fake.
+    pub trend: f64,
+    /// Theil–Sen slope over the stable window (a step leaves it within one window, while the
+    /// memory window's trend still leans on it).
+    pub short_trend: f64,
+    /// Robust peak (second highest sample) of the memory window before the `sudden` window —
+    /// the level the load had before any recent move; the older samples when there are none
+    /// that old, the newest load when there is nothing older.
+    pub recent_peak: f64,
+    /// Highest sample of the same window as `recent_peak` (what a sudden dip holds capacity for).
+    pub recent_max: f64,
+    /// Highest sample of the `sudden` window before the newest, and at least the previous sample
+    /// (the newest load if none).
+    pub just_before: f64,
+    /// Sample-to-sample relative variability over the memory window (see
+    /// [`super::robust::relative_noise`]).
+    pub noise: f64,
+}
+
+/// Windows of [`LoadHistory::signals`], seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Windows {
+    /// Time-weighted mean.
+    pub stable: f64,
+    /// Short slope.
+    pub trend: f64,
+    /// Robust trend, recent peak and variability.
+    pub memory: f64,
+    /// How recent "just before" is (drops within it are sudden).
+    pub sudden: f64,
 }
 
 impl LoadHistory {
@@ -66,8 +97,9 @@ impl LoadHistory {
         self.points.is_empty()
     }
 
-    /// Signals at time `now` with the given stable and trend windows (seconds).
-    pub fn signals(&self, now: f64, stable_window: f64, trend_window: f64) -> Option<Signals> {
+    /// Signals at time `now` with the given windows.
+    pub fn signals(&self, now: f64, w: &Windows) -> Option<Signals> {
+        let (stable_window, trend_window) = (w.stable, w.trend);
         let last = *self.points.back()?;
         // Time-weighted mean over the stable window: each sample holds until the next one.
         let from = now - stable_window;
@@ -106,12 +138,38 @@ impl LoadHistory {
             rising_for += (newer_t - p.t).min(trend_window);
             (newer, newer_t) = (p.load, p.t);
         }
+        // The memory window's samples, starting with the one in effect at its start
+        // (sample-and-hold: identical scrapes are stored once).
+        let start = last.t - w.memory;
+        let first = self.points.iter().position(|p| p.t >= start).unwrap_or(self.points.len());
+        let memory: Vec<(f64, f64)> =
+            self.points.iter().skip(first.saturating_sub(1)).map(|p| (p.t.max(start), p.load)).collect();
+        let older: Vec<f64> = memory.iter().filter(|p| p.0 < last.t - w.sudden).map(|p| p.1).collect();
+        let before: Vec<f64> =
+            if older.is_empty() { memory.iter().filter(|p| p.0 < last.t).map(|p| p.1).collect() } else { older };
+        let short: Vec<(f64, f64)> = memory.iter().copied().filter(|p| p.0 >= last.t - stable_window).collect();
+        let loads: Vec<f64> = memory.iter().map(|p| p.1).collect();
+        // The previous sample always counts: after a data gap it is the last one seen, and a fall
+        // across the gap is as sudden as the data can tell.
+        let previous = self.points.len().checked_sub(2).and_then(|i| self.points.get(i)).map(|p| p.load);
+        let just_before = memory
+            .iter()
+            .filter(|p| p.0 < last.t && p.0 >= last.t - w.sudden)
+            .map(|p| p.1)
+            .chain(previous)
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
         Some(Signals {
             current: last.load,
             stable,
             slope,
             rising_for,
             stable_slope: self.regression(now - stable_window),
+            trend: super::robust::theil_sen(&memory).unwrap_or(0.0),
+            short_trend: super::robust::theil_sen(&short).unwrap_or(0.0),
+            recent_peak: super::robust::robust_max(&before).unwrap_or(last.load),
+            recent_max: before.iter().copied().reduce(f64::max).unwrap_or(last.load),
+            just_before: just_before.unwrap_or(last.load),
+            noise: super::robust::relative_noise(&loads),
         })
     }
 
@@ -203,6 +261,45 @@ impl StartupLearner {
 mod tests {
     use super::*;
 
+    fn win(stable: f64, trend: f64) -> Windows {
+        Windows { stable, trend, memory: 300.0, sudden: 45.0 }
+    }
+
+    #[test]
+    fn robust_signals_see_a_dip_and_its_recovery_as_no_trend() {
+        let mut h = LoadHistory::new(600.0);
+        let loads = [1000.0, 1010.0, 990.0, 1005.0, 995.0, 1000.0, 200.0, 210.0, 1002.0];
+        for (i, &l) in loads.iter().enumerate() {
+            h.record(i as f64 * 15.0, l);
+        }
+        let s = h.signals(120.0, &win(60.0, 15.0)).unwrap();
+        assert_eq!(s.current, 1002.0);
+        assert_eq!(s.recent_peak, 1005.0, "second highest before the last 45 s");
+        assert!(s.trend.abs() < 1.0, "Theil–Sen: no trend {s:?}");
+        assert!(s.slope > 40.0, "the last step alone looks like a surge: {s:?}");
+        assert_eq!(s.just_before, 1000.0, "45 s before now: still the level before the dip");
+        let mut h = LoadHistory::new(600.0);
+        h.record(0.0, 500.0);
+        let s = h.signals(0.0, &win(60.0, 15.0)).unwrap();
+        assert_eq!((s.recent_peak, s.just_before, s.noise, s.trend), (500.0, 500.0, 0.0, 0.0), "one sample");
+        // A ramp: the peak is what the load was before the last 45 s, so each new high counts.
+        let mut h = LoadHistory::new(600.0);
+        for i in 0..10 {
+            h.record(f64::from(i) * 15.0, 1000.0 + 300.0 * f64::from(i));
+        }
+        let s = h.signals(135.0, &win(60.0, 15.0)).unwrap();
+        assert_eq!((s.current, s.recent_peak), (3700.0, 2200.0), "second highest before t=90");
+        assert_eq!((s.trend, s.short_trend), (20.0, 20.0));
+        // After a data gap the last sample seen is "just before", however old.
+        let mut h = LoadHistory::new(600.0);
+        for i in 0..10 {
+            h.record(f64::from(i) * 15.0, 1900.0 + f64::from(i));
+        }
+        h.record(255.0, 220.0);
+        let s = h.signals(255.0, &win(60.0, 15.0)).unwrap();
+        assert_eq!(s.just_before, 1909.0, "{s:?}");
+    }
+
     #[test]
     fn stable_is_time_weighted_and_slope_uses_distinct_samples() {
         let mut h = LoadHistory::new(600.0);
@@ -211,11 +308,11 @@ mod tests {
         }
         assert_eq!(h.len(), 1, "identical scrapes are stored once");
         h.record(300.0, 400.0);
-        let s = h.signals(300.0, 180.0, 30.0).unwrap();
+        let s = h.signals(300.0, &win(180.0, 30.0)).unwrap();
         assert_eq!(s.current, 400.0);
         assert!((s.stable - 100.0).abs() < 1e-9, "the new sample has held for 0 s: {s:?}");
         assert!((s.slope - 10.0).abs() < 1e-9, "100 held until the step: (400-100)/30: {s:?}");
-        let later = h.signals(390.0, 180.0, 30.0).unwrap();
+        let later = h.signals(390.0, &win(180.0, 30.0)).unwrap();
         assert!((later.stable - 250.0).abs() < 1e-9, "half the window at each level: {later:?}");
     }
 
@@ -225,16 +322,20 @@ mod tests {
         h.record(0.0, 100.0);
         h.record(15.0, 200.0);
         h.record(30.0, 500.0);
-        let s = h.signals(30.0, 180.0, 15.0).unwrap();
+        let s = h.signals(30.0, &win(180.0, 15.0)).unwrap();
         assert!((s.slope - 20.0).abs() < 1e-9, "{s:?}");
         assert_eq!(s.rising_for, 30.0);
-        let s = h.signals(30.0, 180.0, 60.0).unwrap();
+        let s = h.signals(30.0, &win(180.0, 60.0)).unwrap();
         assert!((s.slope - 400.0 / 30.0).abs() < 1e-9, "shorter history than the window: {s:?}");
         let mut h = LoadHistory::new(600.0);
         h.record(0.0, 100.0);
         h.record(300.0, 200.0);
-        assert_eq!(h.signals(300.0, 60.0, 15.0).unwrap().rising_for, 15.0, "a long-held sample counts one window");
-        assert!(LoadHistory::new(60.0).signals(0.0, 60.0, 15.0).is_none());
+        assert_eq!(
+            h.signals(300.0, &win(60.0, 15.0)).unwrap().rising_for,
+            15.0,
+            "a long-held sample counts one window"
+        );
+        assert!(LoadHistory::new(60.0).signals(0.0, &win(60.0, 15.0)).is_none());
     }
 
     #[test]

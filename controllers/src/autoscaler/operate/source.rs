@@ -43,7 +43,7 @@ pub enum SourceError {
 #[derive(Clone)]
 pub enum MallSource {
     /// Prometheus.
-    Prometheus(PrometheusSource),
+    Prometheus(Box<PrometheusSource>),
     /// No source; why.
     Unavailable(String),
 }
@@ -93,9 +93,9 @@ pub async fn build(client: &kube::Client, mall: &Mall, cfg: &EngineConfig, timeo
         Err(e) => return MallSource::Unavailable(crate::reconcile::error_chain(&e)),
     };
     match &spec.prometheus.auth_secret {
-        None => MallSource::Prometheus(source),
+        None => MallSource::Prometheus(Box::new(source)),
         Some(r) => match bearer(client, &namespace, &r.name, &r.key).await {
-            Ok(token) => MallSource::Prometheus(source.with_bearer(token)),
+            Ok(token) => MallSource::Prometheus(Box::new(source.with_bearer(token))),
             Err(e) => MallSource::Unavailable(format!(
                 "spec.autoscaling.prometheus.authSecret: {}",
                 crate::reconcile::error_chain(&e)

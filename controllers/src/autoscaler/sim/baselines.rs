@@ -5,7 +5,11 @@
 //! the cost floor at zero violations by construction.
 //! - [`Hpa`]: Kubernetes HorizontalPodAutoscaler v2 (`pkg/controller/podautoscaler`), an External
 //!   metric with an `AverageValue` target read through a Prometheus adapter.
-//! - KEDA: its Prometheus scaler feeding that HPA; the value is refreshed every `pollingInterval`.
+//! - KEDA: its Prometheus scaler feeding that HPA. By default (`useCachedMetrics: false`) KEDA's
+//!   metrics server queries Prometheus on every request of the HPA, so the HPA sees a fresh value
+//!   at each sync; `pollingInterval` (30 s) only drives activation (0 ↔ 1 replicas, which a Mall's
+//!   `min ≥ 1` never uses). With `useCachedMetrics: true` the value is the one read at the last
+//!   polling ([`KedaConfig::use_cached_metrics`]).
 //! - [`Kpa`]: Knative Pod Autoscaler (`pkg/autoscaler/scaling/autoscaler.go`), fed by
 //!   queue-proxy statistics at one-second resolution (not by Prometheus).
 
@@ -33,9 +37,26 @@ pub struct HpaConfig {
     pub down_percent: f64,
     /// Period of the scale-down policy, seconds.
     pub down_period: u32,
-    /// KEDA `pollingInterval` when the metric comes through KEDA (default 30 s); `None` = the
-    /// adapter queries Prometheus at every sync.
-    pub keda_polling: Option<u32>,
+    /// The metric comes through KEDA (`None`: a Prometheus adapter queried at every sync).
+    pub keda: Option<KedaConfig>,
+}
+
+/// KEDA's ScaledObject settings that change what the HPA sees. Defaults: KEDA 2.x
+/// (`pollingInterval: 30`, `useCachedMetrics: false`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KedaConfig {
+    /// `pollingInterval`, seconds (default 30): how often the operator polls the scaler for
+    /// activation, and how often a cached value is refreshed.
+    pub polling_interval: u32,
+    /// `triggers[].useCachedMetrics` (default false): when true the metrics server answers the
+    /// HPA with the value read at the last polling instead of querying Prometheus.
+    pub use_cached_metrics: bool,
+}
+
+impl Default for KedaConfig {
+    fn default() -> Self {
+        Self { polling_interval: 30, use_cached_metrics: false }
+    }
 }
 
 impl Default for HpaConfig {
@@ -50,15 +71,21 @@ impl Default for HpaConfig {
             down_stabilization: 300,
             down_percent: 100.0,
             down_period: 15,
-            keda_polling: None,
+            keda: None,
         }
     }
 }
 
 impl HpaConfig {
-    /// The HPA KEDA creates for a ScaledObject with default settings.
+    /// The HPA KEDA creates for a ScaledObject with default settings: the HPA's own defaults
+    /// (KEDA sets no `behavior` unless asked) and a fresh metric on every sync.
     pub fn keda() -> Self {
-        Self { keda_polling: Some(30), ..Self::default() }
+        Self { keda: Some(KedaConfig::default()), ..Self::default() }
+    }
+
+    /// KEDA with `useCachedMetrics: true`: the HPA sees the value of the last polling.
+    pub fn keda_cached() -> Self {
+        Self { keda: Some(KedaConfig { use_cached_metrics: true, ..KedaConfig::default() }), ..Self::default() }
     }
 }
 
@@ -77,25 +104,31 @@ impl Hpa {
         Self { cfg, recommendations: VecDeque::new(), changes: VecDeque::new(), cached: None, first_sync: true }
     }
 
-    fn metric(&mut self, view: &View<'_>) -> f64 {
+    /// The metric value at this sync; `None` when the query has no data.
+    fn metric(&mut self, view: &View<'_>) -> Option<f64> {
         let window = view.config.query_window;
-        match self.cfg.keda_polling {
-            None => view.prometheus.rate(view.t, window),
-            Some(poll) => match self.cached {
-                Some((at, v)) if view.t < at + poll => v,
+        match self.cfg.keda {
+            Some(KedaConfig { polling_interval, use_cached_metrics: true }) => match self.cached {
+                Some((at, v)) if view.t < at + polling_interval => Some(v),
                 _ => {
-                    let v = view.prometheus.rate(view.t, window);
+                    let v = view.prometheus.sample(view.t, window)?;
                     self.cached = Some((view.t, v));
-                    v
+                    Some(v)
                 }
             },
+            // Fresh: the adapter or KEDA's metrics server queries Prometheus now.
+            _ => view.prometheus.sample(view.t, window),
         }
     }
 }
 
 impl Policy for Hpa {
     fn name(&self) -> String {
-        if self.cfg.keda_polling.is_some() { "keda".into() } else { "hpa".into() }
+        match self.cfg.keda {
+            Some(k) if k.use_cached_metrics => "keda-cached".into(),
+            Some(_) => "keda".into(),
+            None => "hpa".into(),
+        }
     }
 
     fn period(&self) -> u32 {
@@ -105,7 +138,9 @@ impl Policy for Hpa {
     fn decide(&mut self, view: &View<'_>) -> i32 {
         let t = view.t;
         let current = view.replicas.max(1);
-        let metric = self.metric(view);
+        // horizontal.go: a metric that cannot be read fails the sync; the scale is left as is and
+        // no recommendation is recorded.
+        let Some(metric) = self.metric(view) else { return view.replicas };
         let target = view.config.target;
         // replica_calculator.go, GetExternalPerPodMetricReplicas.
         let ratio = metric / (target * f64::from(current));
@@ -209,15 +244,16 @@ impl Kpa {
     }
 }
 
-fn average(rps: &[f64], t: u32, window: u32) -> f64 {
-    // Queue-proxy statistics of the last complete seconds [t - window, t).
-    let end = t as usize;
+/// Queue-proxy statistics of the last complete seconds `[t - window, t)`, seconds without a
+/// measurement left out; `None` when the window has none (Knative: `ErrNoData`, no decision).
+fn average(rps: &[f64], t: u32, window: u32) -> Option<f64> {
+    let end = (t as usize).min(rps.len());
     let start = end.saturating_sub(window as usize);
     if end == 0 || start >= end {
-        return rps.first().copied().unwrap_or(0.0);
+        return rps.iter().copied().find(|v| !v.is_nan());
     }
-    let slice = &rps[start..end.min(rps.len())];
-    slice.iter().sum::<f64>() / slice.len().max(1) as f64
+    let (sum, n) = rps[start..end].iter().filter(|v| !v.is_nan()).fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| sum / n as f64)
 }
 
 impl Policy for Kpa {
@@ -234,13 +270,19 @@ impl Policy for Kpa {
         let ready = f64::from(view.ready.max(1));
         // target annotation (spec target ÷ utilization) × utilization = the spec's target.
         let per_pod = view.config.target;
-        let stable = average(&view.trace.rps, t, self.cfg.stable_window);
-        let panic = average(&view.trace.rps, t, self.cfg.panic_window);
+        let (Some(stable), Some(panic)) =
+            (average(&view.trace.rps, t, self.cfg.stable_window), average(&view.trace.rps, t, self.cfg.panic_window))
+        else {
+            return view.replicas;
+        };
         let max_up = (self.cfg.max_scale_up_rate * ready).ceil();
         let max_down = (ready / self.cfg.max_scale_down_rate).floor();
-        let desired_stable = (stable / per_pod).ceil().clamp(max_down, max_up) as i32;
-        let desired_panic = (panic / per_pod).ceil().clamp(max_down, max_up) as i32;
-        let over = f64::from(desired_panic) / ready >= self.cfg.panic_threshold;
+        // autoscaler.go, Scale: dspc/dppc, clamped to [maxScaleDown, maxScaleUp]; the panic
+        // threshold is tested on the unclamped panic count.
+        let (dspc, dppc) = ((stable / per_pod).ceil(), (panic / per_pod).ceil());
+        let desired_stable = dspc.clamp(max_down, max_up) as i32;
+        let desired_panic = dppc.clamp(max_down, max_up) as i32;
+        let over = dppc / ready >= self.cfg.panic_threshold;
         match self.panic_since {
             None if over => self.panic_since = Some(t),
             Some(_) if over => self.panic_since = Some(t),
@@ -251,8 +293,9 @@ impl Policy for Kpa {
             _ => {}
         }
         if self.panic_since.is_some() {
-            // "We only scale up in panic mode": the panic count never decreases.
-            self.max_panic_pods = self.max_panic_pods.max(desired_panic);
+            // autoscaler.go: in panic mode the larger of the stable and panic counts ("we should
+            // provision for stable as for panic"), and only increases are applied.
+            self.max_panic_pods = self.max_panic_pods.max(desired_stable.max(desired_panic));
             self.max_panic_pods
         } else {
             desired_stable
@@ -277,11 +320,14 @@ impl Policy for Oracle {
 
     fn decide(&mut self, view: &View<'_>) -> i32 {
         if self.need.is_empty() {
-            self.need =
-                view.trace.rps.iter().map(|d| (d / view.config.capacity - 1e-9).ceil().max(0.0) as i32).collect();
+            self.need = view.demand.iter().map(|d| (d / view.config.capacity - 1e-9).ceil().max(0.0) as i32).collect();
         }
         let t = view.t as usize;
         let end = (t + view.config.startup as usize + 1).min(self.need.len());
         self.need[t.min(end)..end].iter().copied().max().unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+#[path = "baselines_tests.rs"]
+mod tests;

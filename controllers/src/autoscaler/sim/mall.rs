@@ -2,7 +2,9 @@
 //! [`Autoscaler::tick`] by a simulated clock and a simulated Prometheus.
 //!
 //! Contract: the engine sees only what the operator would — the tier query's value at the newest
-//! scrape, and the desired and Ready pod counts — at the operator's loop period.
+//! scrape (none while scrapes fail), the rate of requests served rather than refused over the
+//! same window, and the desired and Ready pod counts — at the operator's loop period. It is not
+//! told the pods' capacity.
 
 use super::{Policy, View};
 use crate::autoscaler::{Autoscaler, Clock, ClusterCounts, Counts, Engine, Metrics, MetricsSource, Tier};
@@ -30,11 +32,17 @@ impl Clock for SimClock {
 #[derive(Default)]
 pub struct SimMetrics {
     storefront: Option<f64>,
+    storefront_served: Option<f64>,
 }
 
 impl MetricsSource for SimMetrics {
     fn sample(&mut self, _now: DateTime<Utc>) -> impl Future<Output = Metrics> + Send {
-        std::future::ready(Metrics { storefront: self.storefront, ..Metrics::default() })
+        std::future::ready(Metrics {
+            storefront: self.storefront,
+            storefront_served: self.storefront_served,
+            problems: if self.storefront.is_none() { vec!["no scrape of the request counter".into()] } else { vec![] },
+            ..Metrics::default()
+        })
     }
 }
 
@@ -82,7 +90,10 @@ impl Policy for MallPolicy {
 
     fn decide(&mut self, view: &View<'_>) -> i32 {
         self.t.set(view.t);
-        self.autoscaler.metrics_mut().storefront = Some(view.prometheus.rate(view.t, view.config.query_window));
+        let window = view.config.query_window;
+        let metrics = self.autoscaler.metrics_mut();
+        metrics.storefront = view.prometheus.sample(view.t, window);
+        metrics.storefront_served = view.served_rate(window);
         let counts = ClusterCounts {
             storefront: Counts { replicas: view.replicas, ready: view.ready },
             cache: None,

@@ -13,6 +13,7 @@ pub mod baselines;
 pub mod mall;
 pub mod runner;
 pub mod trace;
+pub mod tracegen;
 
 #[cfg(test)]
 mod acceptance_tests;
@@ -51,8 +52,12 @@ impl SimConfig {
 pub struct View<'a> {
     /// Current second.
     pub t: u32,
-    /// Whole trace (only the oracle may look ahead).
+    /// Whole trace as measured, `NaN` in gaps (only the oracle may look ahead).
     pub trace: &'a Trace,
+    /// Demand served per second, gaps interpolated (only the oracle may look ahead).
+    pub demand: &'a [f64],
+    /// `served[i]`: requests served (not refused) in seconds `[0, i)`, for `i ≤ t`.
+    pub served: &'a [f64],
     /// Prometheus.
     pub prometheus: &'a Pipeline,
     /// Pods asked for.
@@ -61,6 +66,21 @@ pub struct View<'a> {
     pub ready: i32,
     /// Model parameters.
     pub config: &'a SimConfig,
+}
+
+impl View<'_> {
+    /// Requests/s served (not refused) as the tier query sees them at `t`: over `window` seconds
+    /// before the newest scrape, `None` when the request counter itself has no data then.
+    pub fn served_rate(&self, window: u32) -> Option<f64> {
+        self.prometheus.sample(self.t, window)?;
+        let scrape = (self.t - self.t % self.prometheus.scrape_interval) as usize;
+        let from = scrape.saturating_sub(window.max(1) as usize);
+        let at = |i: usize| self.served.get(i).copied();
+        let first = self.demand.first().copied().unwrap_or(0.0);
+        // Before t=0 the service served its first row's demand (as the pipeline assumes).
+        let before = window.max(1) as usize - (scrape - from);
+        Some((at(scrape)? - at(from)? + first * before as f64) / f64::from(window.max(1)))
+    }
 }
 
 /// A scaling policy under simulation.
@@ -163,8 +183,13 @@ pub fn simulate(
     record: bool,
 ) -> Outcome {
     let prometheus = Pipeline::new(trace, config.scrape_interval);
-    let mut pods =
-        Pods { ready: config.initial_replicas(trace.rps.first().copied().unwrap_or(0.0)), starting: VecDeque::new() };
+    let demand_series = trace.demand();
+    let mut served = Vec::with_capacity(demand_series.len() + 1);
+    served.push(0.0);
+    let mut pods = Pods {
+        ready: config.initial_replicas(demand_series.first().copied().unwrap_or(0.0)),
+        starting: VecDeque::new(),
+    };
     let period = policy.period().max(1);
     let mut out = Outcome {
         name: policy.name(),
@@ -176,10 +201,19 @@ pub fn simulate(
         slo_violation_seconds_after: after.map(|_| 0),
         series: record.then(Series::default),
     };
-    for (t, &demand) in (0u32..).zip(trace.rps.iter()) {
+    for (t, &demand) in (0u32..).zip(demand_series.iter()) {
         pods.advance(t);
         if t % period == 0 {
-            let view = View { t, trace, prometheus: &prometheus, replicas: pods.total(), ready: pods.ready, config };
+            let view = View {
+                t,
+                trace,
+                demand: &demand_series,
+                served: &served,
+                prometheus: &prometheus,
+                replicas: pods.total(),
+                ready: pods.ready,
+                config,
+            };
             let desired = policy.decide(&view).clamp(config.min, config.max.max(config.min));
             if desired != pods.total() {
                 out.scale_actions += 1;
@@ -198,6 +232,8 @@ pub fn simulate(
                 *v += 1;
             }
         }
+        let so_far = served.last().copied().unwrap_or(0.0);
+        served.push(so_far + demand.min(capacity));
         out.replica_seconds += f64::from(total);
         out.max_replicas = out.max_replicas.max(total);
         if let Some(s) = out.series.as_mut() {

@@ -16,8 +16,10 @@ pub enum PolicyKind {
     Mall,
     /// Kubernetes HPA.
     Hpa,
-    /// KEDA Prometheus scaler + HPA.
+    /// KEDA Prometheus scaler + HPA, KEDA's defaults (a fresh metric on every sync).
     Keda,
+    /// KEDA with `useCachedMetrics: true` (the value of the last 30 s polling).
+    KedaCached,
     /// Knative KPA.
     Kpa,
     /// Perfect foresight.
@@ -29,9 +31,19 @@ impl PolicyKind {
     pub const ALL: [PolicyKind; 5] =
         [PolicyKind::Mall, PolicyKind::Hpa, PolicyKind::Keda, PolicyKind::Kpa, PolicyKind::Oracle];
 
-    /// Parses `mall|hpa|keda|kpa|oracle`.
+    /// Every policy that can be asked for by name (the table's and `keda-cached`).
+    pub const SELECTABLE: [PolicyKind; 6] = [
+        PolicyKind::Mall,
+        PolicyKind::Hpa,
+        PolicyKind::Keda,
+        PolicyKind::KedaCached,
+        PolicyKind::Kpa,
+        PolicyKind::Oracle,
+    ];
+
+    /// Parses `mall|hpa|keda|keda-cached|kpa|oracle`.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
+        Self::SELECTABLE.into_iter().find(|k| k.name() == name)
     }
 
     /// Name in tables.
@@ -40,6 +52,7 @@ impl PolicyKind {
             PolicyKind::Mall => "mall",
             PolicyKind::Hpa => "hpa",
             PolicyKind::Keda => "keda",
+            PolicyKind::KedaCached => "keda-cached",
             PolicyKind::Kpa => "kpa",
             PolicyKind::Oracle => "oracle",
         }
@@ -74,6 +87,7 @@ impl Run<'_> {
             }
             PolicyKind::Hpa => Box::new(Hpa::new(HpaConfig::default())),
             PolicyKind::Keda => Box::new(Hpa::new(HpaConfig::keda())),
+            PolicyKind::KedaCached => Box::new(Hpa::new(HpaConfig::keda_cached())),
             PolicyKind::Kpa => Box::new(Kpa::new(KpaConfig::default())),
             PolicyKind::Oracle => Box::new(Oracle::default()),
         };
@@ -123,5 +137,6 @@ mod tests {
         assert_eq!(query_window("rate(x[30s:5s])"), Some(30));
         assert_eq!(query_window("x"), None);
         assert!(PolicyKind::parse("kpa").is_some() && PolicyKind::parse("vpa").is_none());
+        assert_eq!(PolicyKind::parse("keda-cached"), Some(PolicyKind::KedaCached));
     }
 }
