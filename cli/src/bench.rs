@@ -16,8 +16,8 @@ use crate::simulate::{Args, Output, TraceResult, parse_time, ratio, read_trace, 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use mall_controllers::autoscaler::EngineConfig;
-use mall_controllers::autoscaler::sim::runner::PolicyKind;
-use mall_controllers::autoscaler::sim::tracegen;
+use mall_simulator::runner::PolicyKind;
+use mall_simulator::tracegen;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -121,7 +121,7 @@ struct Row {
 }
 
 impl Row {
-    fn get(&self, name: &str) -> Option<&mall_controllers::autoscaler::sim::Outcome> {
+    fn get(&self, name: &str) -> Option<&mall_simulator::Outcome> {
         self.result.outcomes.iter().find(|o| o.name == name)
     }
 

@@ -4,7 +4,7 @@
 //! needed); series are down-sampled to at most [`POINTS`] points per line (max per bucket, so
 //! spikes stay visible).
 
-use mall_controllers::autoscaler::sim::{Outcome, Trace};
+use mall_simulator::{Outcome, Trace};
 use std::fmt::Write as _;
 
 /// Most points per polyline.
@@ -87,7 +87,7 @@ pub fn svg(trace: &Trace, outcomes: &[Outcome], capacity_per_pod: f64) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mall_controllers::autoscaler::sim::Series;
+    use mall_simulator::Series;
 
     #[test]
     fn svg_has_one_panel_per_recorded_policy() {

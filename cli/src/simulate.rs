@@ -11,8 +11,8 @@ use crate::plot;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use mall_controllers::autoscaler::EngineConfig;
-use mall_controllers::autoscaler::sim::runner::{PolicyKind, Run, sim_config};
-use mall_controllers::autoscaler::sim::{Outcome, Trace};
+use mall_simulator::runner::{PolicyKind, Run, sim_config};
+use mall_simulator::{Outcome, Trace};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 

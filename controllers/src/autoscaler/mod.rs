@@ -3,7 +3,7 @@
 //!
 //! Contract: the [`Engine`] is pure — observations in, [`Decision`] out, no clock, no I/O; the
 //! same code runs in the operator (metrics from [`prometheus::PrometheusSource`], wall clock),
-//! in the simulator ([`sim`], simulated clock and metrics pipeline) and in tests. Time and metrics
+//! in the simulator (crate `mall-simulator`, simulated clock and metrics pipeline) and in tests. Time and metrics
 //! enter through the [`Clock`] and [`MetricsSource`] traits, driven by [`Autoscaler::tick`].
 //! Safety: missing data never scales a tier down; it holds and reports `MetricsUnavailable`.
 
@@ -16,7 +16,6 @@ pub mod plan;
 pub mod prometheus;
 pub mod robust;
 pub mod signals;
-pub mod sim;
 
 #[cfg(test)]
 mod engine_tests;

@@ -18,7 +18,7 @@ const VIOLATION_SLACK: f64 = 1.1;
 const COST_SLACK: f64 = 1.05;
 use super::runner::{PolicyKind, Run, sim_config};
 use super::{Outcome, Trace};
-use crate::autoscaler::EngineConfig;
+use mall_controllers::autoscaler::EngineConfig;
 use std::path::PathBuf;
 
 fn repo() -> PathBuf {
@@ -28,7 +28,7 @@ fn repo() -> PathBuf {
 fn example_config() -> EngineConfig {
     let text = std::fs::read_to_string(repo().join("examples/double-eleven.yaml")).unwrap();
     let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-    let mall = crate::validate::validate_value(&value, None).unwrap();
+    let mall = mall_controllers::validate::validate_value(&value, None).unwrap();
     EngineConfig::from_mall(&mall).unwrap()
 }
 

@@ -7,8 +7,8 @@
 //! told the pods' capacity.
 
 use super::{Policy, View};
-use crate::autoscaler::{Autoscaler, Clock, ClusterCounts, Counts, Engine, Metrics, MetricsSource, Tier};
 use chrono::{DateTime, Utc};
+use mall_controllers::autoscaler::{Autoscaler, Clock, ClusterCounts, Counts, Engine, Metrics, MetricsSource, Tier};
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;

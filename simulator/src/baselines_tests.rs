@@ -3,7 +3,7 @@
 //! stable and panic counts; a metric gap holds every baseline.
 
 use super::*;
-use crate::autoscaler::sim::{SimConfig, Trace, simulate};
+use crate::{SimConfig, Trace, simulate};
 
 fn config() -> SimConfig {
     SimConfig {
@@ -47,7 +47,7 @@ fn kpa_panics_for_the_larger_of_stable_and_panic_counts() {
     rps.extend(vec![1000.0; 30]);
     let trace = Trace { name: "kpa".into(), rps };
     let cfg = config();
-    let prometheus = crate::autoscaler::sim::Pipeline::new(&trace, 15);
+    let prometheus = crate::Pipeline::new(&trace, 15);
     let demand = trace.demand();
     let mut kpa = Kpa::new(KpaConfig::default());
     let view = |t: u32, replicas: i32| View {
@@ -75,7 +75,7 @@ fn a_metric_gap_holds_the_hpa_and_the_kpa() {
     }
     let trace = Trace { name: "gap".into(), rps };
     let cfg = config();
-    let prometheus = crate::autoscaler::sim::Pipeline::new(&trace, 15);
+    let prometheus = crate::Pipeline::new(&trace, 15);
     let demand = trace.demand();
     let view = |t: u32, replicas: i32| View {
         t,

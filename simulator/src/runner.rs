@@ -6,8 +6,8 @@
 use super::baselines::{Hpa, HpaConfig, Kpa, KpaConfig, Oracle};
 use super::mall::MallPolicy;
 use super::{Outcome, Policy, SimConfig, Trace, simulate};
-use crate::autoscaler::{Engine, EngineConfig};
 use chrono::{DateTime, Utc};
+use mall_controllers::autoscaler::{Engine, EngineConfig};
 
 /// A policy by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,7 +105,7 @@ impl Run<'_> {
 /// (`irate`: the scrape interval, as in the default).
 pub fn sim_config(engine: &EngineConfig, startup: u32, capacity: Option<f64>) -> SimConfig {
     let sf = &engine.storefront;
-    let query = sf.query.as_deref().unwrap_or(crate::autoscaler::prometheus::DEFAULT_STOREFRONT_QUERY);
+    let query = sf.query.as_deref().unwrap_or(mall_controllers::autoscaler::prometheus::DEFAULT_STOREFRONT_QUERY);
     SimConfig {
         startup,
         capacity: capacity.unwrap_or(sf.target_per_replica / 0.7),

@@ -2,7 +2,7 @@
 //! what the generator produces (no drift).
 
 use super::*;
-use crate::autoscaler::sim::Trace;
+use crate::Trace;
 
 fn traces_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/traces")
