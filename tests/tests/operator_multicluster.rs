@@ -9,7 +9,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use localcluster::members::{install_member_identity, put_kubeconfig_secret};
 use localcluster::{CnpgSimulator, SimulatorOptions, audit};
 use mall_crds::Mall;
@@ -296,4 +296,23 @@ async fn one_mall_spans_three_clusters() {
         ["global-shop-eu-storefront"],
         "the other namespace's Mall keeps its children"
     );
+
+    // A Mall whose member is gone stays (CleanupBlocked) until it is released by annotation.
+    eu.local.as_mut().unwrap().kill();
+    others.delete("global-shop", &DeleteParams::default()).await.unwrap();
+    wait_for(&others, "global-shop", "Degraded/CleanupBlocked", &op, |m| {
+        condition(m, "Degraded").is_some_and(|c| c.1 == "CleanupBlocked" && c.2.contains("cluster-eu-kubeconfig"))
+    })
+    .await;
+    assert!(managed(&us.client, "other").await.is_empty(), "us was emptied although eu is down");
+    let release = json!({"metadata": {"annotations": {"mallctl.io/release-unreachable-members": "true"}}});
+    others.patch("global-shop", &PatchParams::default(), &Patch::Merge(&release)).await.unwrap();
+    wait_until("other/global-shop released", Duration::from_secs(60), || async {
+        others.get_opt("global-shop").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(hub.client.clone(), "other");
+    let reasons: Vec<String> =
+        events.list(&ListParams::default()).await.expect("events").items.into_iter().filter_map(|e| e.reason).collect();
+    assert!(reasons.iter().any(|r| r == "ReleasedUnreachableMembers"), "events: {reasons:?}");
 }
