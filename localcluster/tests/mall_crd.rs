@@ -69,6 +69,16 @@ const CEL_BREAKERS: &[(&str, &str, &[Edit])] = &[
             Some(json!([{"name": "east", "role": "standby"}, {"name": "west", "role": "standby"}]))
         })],
     ),
+    (
+        "spec",
+        "regions in member clusters need spec.database.backup",
+        &[
+            ("/spec/regions", || {
+                Some(json!([{"name": "east", "role": "primary", "cluster": {"secretName": "east-kubeconfig"}}]))
+            }),
+            ("/spec/database/backup", || None),
+        ],
+    ),
     ("spec", "database instances per shard scale", &[("/spec/autoscaling/database/max", || Some(json!(12)))]),
     ("spec", "cache replicas per shard scale", &[("/spec/autoscaling/cache/max", || Some(json!(7)))]),
     ("spec", "autoscaling.cache needs spec.cache", &[("/spec/cache", || None)]),
