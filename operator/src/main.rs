@@ -73,6 +73,9 @@ enum LogFormat {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
     mall_crds::common::parse_duration(text)
         .ok_or_else(|| format!("{text:?} is not a duration such as 30s, 5m or 250ms"))
 }

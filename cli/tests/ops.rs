@@ -1,0 +1,141 @@
+//! `mallctl get`, `status` and `apply` as a user runs them against a real API server (a local
+//! control plane with the operator and the CloudNativePG status simulator): output and exit
+//! codes for a Mall that becomes Ready, a `--wait` that times out naming the blocking condition,
+//! a bad manifest, a missing Mall, and an unreachable cluster.
+
+use localcluster::{CnpgSimulator, LocalCluster, Options, SimulatorOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn mallctl(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mallctl"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("mallctl runs")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The operator binary next to mallctl.
+fn operator_bin() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_mallctl"));
+    bin.with_file_name("mall-operator")
+}
+
+struct Operator(Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_operator(kubeconfig: &Path, log: &Path) -> Operator {
+    let file = std::fs::File::create(log).expect("log file");
+    let child = Command::new(operator_bin())
+        .env("KUBECONFIG", kubeconfig)
+        .args(["--leader-election-namespace", "kube-system", "--metrics-address", "127.0.0.1:0"])
+        .args(["--health-address", "127.0.0.1:0", "--recheck-interval", "2s", "--autoscale-interval", "0"])
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("mall-operator starts (cargo build --bins first)");
+    Operator(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_status_and_apply_against_a_cluster() {
+    let cluster = LocalCluster::start(Options::new("mallctl-ops").index(31).pod_startup(Duration::from_millis(300)))
+        .await
+        .expect("local control plane");
+    let mut crds = vec![mall_crds::Mall::definition()];
+    for path in localcluster::thirdparty::crd_files().expect("third-party CRDs") {
+        crds.extend(localcluster::crds::read_crds(&path).expect("CRD file"));
+    }
+    localcluster::install_crd_objects(&cluster.client(), &crds, Duration::from_secs(60)).await.expect("CRDs");
+    let _sim = CnpgSimulator::spawn(cluster.client(), SimulatorOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = cluster.kubeconfig();
+    let mut operator = Some(start_operator(&kubeconfig, &dir.path().join("operator.log")));
+    let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}});
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(cluster.client());
+    api.patch("shop", &kube::api::PatchParams::apply("test"), &kube::api::Patch::Apply(&ns)).await.unwrap();
+
+    // An empty namespace.
+    let out = mallctl(&kubeconfig, &["get", "-n", "shop"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out).1.trim(), "No Malls in namespace shop.");
+
+    // apply --wait: progress on stderr, Ready on stdout, exit 0.
+    let out =
+        mallctl(&kubeconfig, &["-n", "shop", "apply", "-f", "examples/minimal.yaml", "--wait", "--timeout", "120s"]);
+    let (stdout, stderr) = text(&out);
+    let log = std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
+    assert!(out.status.success(), "apply --wait failed:\n{stdout}\n{stderr}\noperator log:\n{log}");
+    assert!(stdout.contains("applied (generation 1)") && stdout.contains("Ready after"), "{stdout}");
+    assert!(stderr.contains("storefront"), "no progress lines: {stderr}");
+    let name = stdout.split_whitespace().nth(1).and_then(|n| n.split('/').nth(1)).expect("mall name").to_string();
+
+    // get: a table, wide, JSON.
+    let out = mallctl(&kubeconfig, &["get", "-n", "shop"]);
+    let (stdout, _) = text(&out);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("READY") && lines[0].contains("STOREFRONT"), "{stdout}");
+    assert!(lines[1].starts_with(&name) && lines[1].contains("True"), "{stdout}");
+    let out = mallctl(&kubeconfig, &["get", &name, "-n", "shop", "-o", "wide"]);
+    assert!(text(&out).0.lines().next().unwrap_or_default().contains("EPOCH"), "{}", text(&out).0);
+    let out = mallctl(&kubeconfig, &["get", &name, "-n", "shop", "-o", "json"]);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(value["kind"], "Mall");
+    assert_eq!(value["metadata"]["name"].as_str(), Some(name.as_str()));
+
+    // status: tiers, shards with primaries, conditions, events.
+    let out = mallctl(&kubeconfig, &["status", &name, "-n", "shop"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    for section in ["Tiers (ready/desired)", "Shards", "Conditions", "Events", "PRIMARY", "Ready", "Applied"] {
+        assert!(stdout.contains(section), "status lacks {section:?}:\n{stdout}");
+    }
+
+    // A missing Mall: exit 1 naming it.
+    let out = mallctl(&kubeconfig, &["status", "no-such-mall", "-n", "shop"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("\"no-such-mall\" not found in namespace shop"), "{}", text(&out).1);
+    let out = mallctl(&kubeconfig, &["get", "no-such-mall", "-n", "shop"]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // A bad manifest: nothing is sent, exit 1 naming the field.
+    let out = mallctl(&kubeconfig, &["-n", "shop", "apply", "-f", "examples/invalid/shards-zero.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("spec.database.shards"), "{}", text(&out).1);
+
+    // --wait times out naming the blocking condition when nobody reconciles.
+    drop(operator.take());
+    let edited = dir.path().join("edited.yaml");
+    let original =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/minimal.yaml")).unwrap();
+    std::fs::write(&edited, original.replace("image:", "image: ghcr.io/example/storefront:9.9.9 #")).unwrap();
+    let out =
+        mallctl(&kubeconfig, &["-n", "shop", "apply", "-f", edited.to_str().unwrap(), "--wait", "--timeout", "3s"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("not Ready after 3s") && stderr.contains("Ready="), "{stderr}");
+
+    // An unreachable cluster: exit 1 with the connection error.
+    let dead = dir.path().join("dead.kubeconfig");
+    localcluster::kubeconfig::rewrite_server(&kubeconfig, &dead, "https://127.0.0.1:1").unwrap();
+    let out = mallctl(&dead, &["get", "-n", "shop"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("listing Malls in shop"), "{}", text(&out).1);
+
+    // Usage errors exit 2.
+    let out = mallctl(&kubeconfig, &["get", "-o", "xml"]);
+    assert_eq!(out.status.code(), Some(2));
+}
