@@ -24,3 +24,8 @@ pub fn mall_from(extra: Value) -> Mall {
 pub fn yaml(text: &str) -> Value {
     serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("fixture is not YAML: {e}"))
 }
+
+/// Built children as JSON (what `mallctl render` prints of them).
+pub fn values(children: Vec<crate::build::Child>) -> Vec<Value> {
+    children.iter().map(|c| c.to_value().unwrap_or_else(|e| panic!("child does not serialize: {e}"))).collect()
+}

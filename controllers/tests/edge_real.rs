@@ -34,7 +34,7 @@ fn generated_vcl_compiles_for_every_example() {
         let Some(cdn) = &mall.spec.cdn else { continue };
         for scope in Scope::all(&mall) {
             let objects = edge::build(&scope).unwrap();
-            let built = objects[0]["data"]["default.vcl"].as_str().unwrap().to_string();
+            let built = objects[0].to_value().unwrap()["data"]["default.vcl"].as_str().unwrap().to_string();
             let service = edge::storefront_backend(&scope);
             assert_eq!(service.host, format!("{}.shop.svc", scope.name("storefront")));
             assert_eq!(built, edge::vcl::vcl(cdn, &service).unwrap());

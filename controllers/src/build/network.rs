@@ -13,9 +13,8 @@
 //! Egress is not restricted. The cache tier writes its own policy (`build::cache`).
 
 use super::kinds::{allow, ingress_policy, match_labels, pods};
-use super::{BuildError, Scope, database, storefront, to_value};
+use super::{Child, Scope, database, storefront};
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
-use serde_json::Value;
 
 /// PostgreSQL's port (instances and PgBouncer).
 pub const POSTGRES_PORT: i32 = 5432;
@@ -27,10 +26,8 @@ pub const CNPG_NAMESPACE: &str = "cnpg-system";
 pub const CNPG_CLUSTER_LABEL: &str = "cnpg.io/cluster";
 
 /// The database tier's NetworkPolicies in `scope`, one per shard.
-pub fn build(scope: &Scope<'_>) -> Result<Vec<Value>, BuildError> {
-    (0..scope.mall.spec.database.shards)
-        .map(|shard| to_value(&database_policy(scope, shard), &database::cluster_name(scope, shard)))
-        .collect()
+pub fn build(scope: &Scope<'_>) -> Vec<Child> {
+    (0..scope.mall.spec.database.shards).map(|shard| database_policy(scope, shard).into()).collect()
 }
 
 /// Default-deny ingress to shard `shard`'s pods, but for the openings in the module header.
@@ -65,7 +62,7 @@ mod tests {
         let mall = mall_from(json!({"database": {"shards": 3},
             "regions": [{"name": "east", "role": "primary"}, {"name": "west", "role": "standby"}]}));
         let scope = &Scope::all(&mall)[1];
-        let objects = build(scope).unwrap();
+        let objects = crate::testing::values(build(scope));
         assert_eq!(objects.len(), 3);
         let p = &objects[2];
         assert_eq!(
@@ -93,7 +90,7 @@ mod tests {
         // Every object round-trips through the k8s-openapi type.
         for o in &objects {
             let typed: NetworkPolicy = serde_json::from_value(o.clone()).unwrap();
-            assert_eq!(to_value(&typed, "x").unwrap(), *o);
+            assert_eq!(crate::build::kinds::resource_value(&typed).unwrap(), *o);
         }
     }
 }

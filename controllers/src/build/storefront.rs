@@ -6,10 +6,9 @@
 //! and the cache through its connection Secret (`CACHE_*` variables).
 
 use super::kinds::{self, config_map_volume, empty_dir, env, http_port, http_probe, mount, restricted_pod, spread};
-use super::{BuildError, Scope, to_value};
+use super::{Child, Scope};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, EnvFromSource, SecretEnvSource};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Component name (label value and name suffix).
@@ -21,13 +20,12 @@ pub const UID: i64 = 10001;
 
 /// The storefront's children in `scope`: its Deployment, Service (port 80 to the container's
 /// `http` port) and PodDisruptionBudget (one pod voluntarily down at a time).
-pub fn build(scope: &Scope<'_>) -> Result<Vec<Value>, BuildError> {
-    let name = scope.name(COMPONENT);
-    Ok(vec![
-        to_value(&deployment(scope), &name)?,
-        to_value(&kinds::http_service(scope, COMPONENT), &name)?,
-        to_value(&kinds::pod_disruption_budget(scope, COMPONENT), &name)?,
-    ])
+pub fn build(scope: &Scope<'_>) -> Vec<Child> {
+    vec![
+        deployment(scope).into(),
+        kinds::http_service(scope, COMPONENT).into(),
+        kinds::pod_disruption_budget(scope, COMPONENT).into(),
+    ]
 }
 
 /// Replicas the Deployment is created with (the autoscaler owns the field afterwards: the

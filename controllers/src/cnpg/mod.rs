@@ -5,7 +5,8 @@
 //! Contract: the four submodules are kopium's output for the pinned CRDs, written by
 //! `hack/kopium.sh` and never edited by hand; `controllers/tests/kopium_types.rs` regenerates them
 //! and fails on any difference. Each type implements `kube::Resource` (`DynamicType = ()`), so
-//! builders serialize them with `build::database::resource_value`.
+//! builders return them as `build::Child`ren and apply serializes them with
+//! `build::kinds::resource_value`.
 
 pub mod cluster;
 pub mod objectstore;

@@ -3,8 +3,8 @@
 //!
 //! Contract: [`httproute`] is kopium's output for the pinned CRD, written by `hack/kopium.sh` and
 //! never edited by hand; `controllers/tests/kopium_types.rs` regenerates it and fails on any
-//! difference. [`HttpRoute`] implements `kube::Resource` (`DynamicType = ()`), so builders
-//! serialize it with `build::kinds::resource_value`.
+//! difference. [`HttpRoute`] implements `kube::Resource` (`DynamicType = ()`), so it is a
+//! `build::Child` and apply serializes it with `build::kinds::resource_value`.
 
 pub mod httproute;
 

@@ -8,19 +8,31 @@
 //! object with the Mall's name label but another UID (another hub's Mall of the same name in a
 //! shared member cluster) is neither pruned nor overwritten, it is reported as a conflict. Kinds
 //! the cluster does not serve are skipped and reported.
+//!
+//! The desired children come in as one typed [`ChildSet`]; [`serialize`] is the one place they
+//! become the JSON server-side apply sends (with `apiVersion` and `kind`, Secrets normalized by
+//! [`secrets::normalize`](super::secrets::normalize)), and [`keep`] the names pruning keeps. Both
+//! destructure the set without `..`. Pruning looks at every kind in
+//! [`MANAGED`](super::kinds::MANAGED), whether or not the set holds objects of it.
 
 use super::compare::is_subset;
 use super::kinds::{Kind, MANAGED, find};
 use super::store::ChildStores;
+use crate::build::ChildSet;
+use crate::build::kinds::{KindsError, resource_value};
 use crate::build::names::{FIELD_MANAGER, MALL_LABEL, MALL_UID_LABEL, MANAGED_BY};
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Why applying failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// A built child did not serialize (a builder bug).
+    #[error("serializing a child")]
+    Serialize(#[source] KindsError),
     /// A built child has no kind the operator manages (a builder bug).
     #[error("child {api_version}/{kind} {name} is not a managed kind")]
     UnknownKind {
@@ -141,6 +153,92 @@ pub struct Owner<'a> {
     pub uid: Option<&'a str>,
 }
 
+/// The objects of one kind as JSON with `apiVersion` and `kind`.
+fn values<T>(objects: Vec<T>) -> Result<Vec<Value>, ApplyError>
+where
+    T: Serialize + kube::Resource<DynamicType = ()>,
+{
+    objects.iter().map(|object| resource_value(object).map_err(ApplyError::Serialize)).collect()
+}
+
+/// The desired children as the JSON server-side apply sends, kind by kind in field order.
+pub fn serialize(children: ChildSet) -> Result<Vec<Value>, ApplyError> {
+    let ChildSet {
+        secrets,
+        config_maps,
+        services,
+        network_policies,
+        pod_disruption_budgets,
+        object_stores,
+        clusters,
+        poolers,
+        scheduled_backups,
+        stateful_sets,
+        deployments,
+        jobs,
+        http_routes,
+        dns_endpoints,
+    } = children;
+    let mut out = super::secrets::normalize(values(secrets)?);
+    out.extend(values(config_maps)?);
+    out.extend(values(services)?);
+    out.extend(values(network_policies)?);
+    out.extend(values(pod_disruption_budgets)?);
+    out.extend(values(object_stores)?);
+    out.extend(values(clusters)?);
+    out.extend(values(poolers)?);
+    out.extend(values(scheduled_backups)?);
+    out.extend(values(stateful_sets)?);
+    out.extend(values(deployments)?);
+    out.extend(values(jobs)?);
+    out.extend(values(http_routes)?);
+    out.extend(values(dns_endpoints)?);
+    Ok(out)
+}
+
+/// Adds the names of `objects` to what pruning keeps of their kind.
+fn keep_names<T: kube::Resource<DynamicType = ()>>(keep: &mut BTreeMap<String, BTreeSet<String>>, objects: &[T]) {
+    let names = objects.iter().filter_map(|o| o.meta().name.clone());
+    keep.entry(T::plural(&()).into_owned()).or_default().extend(names);
+}
+
+/// The names pruning keeps, by plural resource name: those of the desired children. A kind
+/// absent here keeps nothing.
+pub fn keep(children: &ChildSet) -> BTreeMap<String, BTreeSet<String>> {
+    let ChildSet {
+        secrets,
+        config_maps,
+        services,
+        network_policies,
+        pod_disruption_budgets,
+        object_stores,
+        clusters,
+        poolers,
+        scheduled_backups,
+        stateful_sets,
+        deployments,
+        jobs,
+        http_routes,
+        dns_endpoints,
+    } = children;
+    let mut keep = BTreeMap::new();
+    keep_names(&mut keep, secrets);
+    keep_names(&mut keep, config_maps);
+    keep_names(&mut keep, services);
+    keep_names(&mut keep, network_policies);
+    keep_names(&mut keep, pod_disruption_budgets);
+    keep_names(&mut keep, object_stores);
+    keep_names(&mut keep, clusters);
+    keep_names(&mut keep, poolers);
+    keep_names(&mut keep, scheduled_backups);
+    keep_names(&mut keep, stateful_sets);
+    keep_names(&mut keep, deployments);
+    keep_names(&mut keep, jobs);
+    keep_names(&mut keep, http_routes);
+    keep_names(&mut keep, dns_endpoints);
+    keep
+}
+
 /// Applies `children` into the owner's namespace, prunes the Mall's children not among them,
 /// and returns the live state. `served` holds the plural names of the kinds the server serves.
 /// Children are applied in two stages (configuration, then workloads); within a stage,
@@ -148,14 +246,16 @@ pub struct Owner<'a> {
 pub async fn apply(
     client: &kube::Client,
     owner: Owner<'_>,
-    children: &[Value],
+    children: ChildSet,
     served: &BTreeSet<&'static str>,
     source: LiveSource<'_>,
 ) -> Result<Applied, ApplyError> {
     let (namespace, mall) = (owner.namespace, owner.name);
     let mut applied = Applied::default();
+    let keep = keep(&children);
+    let children = serialize(children)?;
     let mut desired: BTreeMap<&'static str, Vec<(&'static Kind, String, &Value)>> = BTreeMap::new();
-    for child in children {
+    for child in &children {
         let api_version = child["apiVersion"].as_str().unwrap_or_default();
         let kind_name = child["kind"].as_str().unwrap_or_default();
         let name = child["metadata"]["name"].as_str().unwrap_or_default().to_string();
@@ -206,9 +306,9 @@ pub async fn apply(
                 }
                 writes.push(Write::Apply { kind, name: name.clone(), child });
             }
-            let wanted: BTreeSet<&str> =
-                desired.get(kind.plural).into_iter().flatten().map(|(_, n, _)| n.as_str()).collect();
-            for name in existing.into_iter().flat_map(|l| l.keys()).filter(|n| !wanted.contains(n.as_str())) {
+            let wanted = keep.get(kind.plural);
+            for name in existing.into_iter().flat_map(|l| l.keys()).filter(|n| !wanted.is_some_and(|w| w.contains(*n)))
+            {
                 writes.push(Write::Delete { kind, name: name.clone() });
             }
         }

@@ -15,7 +15,7 @@
 use super::apply::{self, LiveSource, Owner};
 use super::targets;
 use super::{Context, Error};
-use crate::build::Target;
+use crate::build::{ChildSet, Target};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use mall_crds::Mall;
@@ -144,7 +144,9 @@ pub async fn finalize(ctx: &Context, mall: &Mall) -> Result<Finalized, Error> {
         let emptied = async {
             let served = cluster.kinds.served(&cluster.client).await?;
             let source = LiveSource { stores: cluster.stores.as_ref() };
-            Ok::<_, targets::TargetError>(apply::apply(&cluster.client, owner, &[], &served, source).await?)
+            Ok::<_, targets::TargetError>(
+                apply::apply(&cluster.client, owner, ChildSet::default(), &served, source).await?,
+            )
         };
         match emptied.await {
             Ok(applied) => pruned.extend(applied.pruned),

@@ -1,7 +1,9 @@
 //! The kinds of children the operator manages, and which of them the cluster serves.
 //!
 //! Contract: [`MANAGED`] is the one list used to apply, observe and prune children, so a kind
-//! the builders stop producing is still pruned. Kinds from CRDs the operator composes but does
+//! the builders stop producing is still pruned. It lists the fields of `build::ChildSet` in
+//! field order (a test compares it with `build::set::field_kinds`), so the typed set and the
+//! pruned kinds cannot drift apart. Kinds from CRDs the operator composes but does
 //! not install (CloudNativePG, its Barman Cloud Plugin, Gateway API, external-dns) may be
 //! missing; [`Availability`] says which, from API discovery, cached for a short time so a
 //! dependency installed later is picked up without a restart.
@@ -141,5 +143,12 @@ mod tests {
         assert_eq!(plurals.len(), MANAGED.len());
         assert_eq!(find("apps/v1", "Deployment").unwrap().api_resource().plural, "deployments");
         assert!(find("v1", "Pod").is_none());
+    }
+
+    #[test]
+    fn managed_lists_the_child_set_fields_in_order() {
+        let managed: Vec<(String, String, String)> =
+            MANAGED.iter().map(|k| (k.api_version(), k.kind.to_string(), k.plural.to_string())).collect();
+        assert_eq!(managed, crate::build::set::field_kinds());
     }
 }

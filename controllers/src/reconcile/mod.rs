@@ -22,7 +22,7 @@ pub mod status;
 pub mod store;
 pub mod targets;
 
-use crate::build::{self, BuildError, Scope, Target};
+use crate::build::{self, BuildError, ChildSet, Scope, Target};
 use crate::clusters::{Cluster, Clusters, Settings, Trigger};
 use crate::validate;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -291,14 +291,12 @@ async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static
     // A region whose cluster cannot be used yet is not applied; its cache password may not
     // have been read back, so nothing is built for it from a guess.
     by_target.retain(|target, _| matches!(resolved.get(target), Some(Ok(_))) || *target == Target::Local);
-    let by_target: std::collections::BTreeMap<Target, Vec<serde_json::Value>> =
-        by_target.into_iter().map(|(target, children)| (target, secrets::normalize(children))).collect();
-    let children = by_target.values().map(Vec::len).sum::<usize>();
+    let children = by_target.values().map(ChildSet::len).sum::<usize>();
     let outcome = targets::apply_all(ctx, &plan, &resolved, by_target, &leaving).await;
     let emptied: std::collections::BTreeSet<Target> =
         leaving.iter().filter(|t| !outcome.failures.iter().any(|f| &f.target == *t)).cloned().collect();
     writes += usize::from(finalize::forget_members(ctx, mall, &planned, &emptied).await?);
-    let applied = outcome.applied;
+    let mut applied = outcome.applied;
     writes += applied.written.len() + applied.pruned.len();
     ctx.metrics.children(&format!("{namespace}/{name}"), children);
     if !applied.written.is_empty() {
@@ -310,8 +308,9 @@ async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static
         publish(ctx, mall, EventType::Normal, "Pruned", &note).await;
     }
     let unreachable: Vec<String> = outcome.failures.iter().map(targets::RegionFailure::describe).collect();
+    let live = ChildSet::<build::Live>::from_plurals(std::mem::take(&mut applied.live));
     let observed = status::Observed {
-        live: Some(&applied.live),
+        live: Some(&live),
         missing: Some(&applied.missing),
         unreachable: unreachable.clone(),
         conflicts: applied.conflicts.clone(),

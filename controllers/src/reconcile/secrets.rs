@@ -33,15 +33,6 @@ pub enum SecretsError {
         #[source]
         source: kube::Error,
     },
-    /// A copied Secret could not be built.
-    #[error("copying Secret {name}")]
-    Copy {
-        /// Secret name.
-        name: String,
-        /// Cause.
-        #[source]
-        source: Box<crate::build::BuildError>,
-    },
     /// The existing Secret holds a password the cache refuses (edited by hand?).
     #[error("Secret {name} holds an unusable CACHE_PASSWORD (delete it to have a new one generated)")]
     Unusable {
@@ -174,7 +165,7 @@ pub async fn member_copies(
     mall: &Mall,
     namespace: &str,
     scope: &Scope<'_>,
-) -> Result<Vec<Value>, SecretsError> {
+) -> Result<Vec<Secret>, SecretsError> {
     let mut copies = Vec::new();
     let hub_api: Api<Secret> = Api::namespaced(hub.client.clone(), namespace);
     let member_api: Api<Secret> = Api::namespaced(member.client.clone(), namespace);
@@ -208,15 +199,12 @@ pub async fn member_copies(
             type_: source.type_.clone(),
             ..Secret::default()
         };
-        copies.push(
-            crate::build::to_value(&copy, &name)
-                .map_err(|source| SecretsError::Copy { name, source: Box::new(source) })?,
-        );
+        copies.push(copy);
     }
     Ok(copies)
 }
 
-/// Moves `stringData` of every Secret into `data`, base64-encoded as the server stores it.
+/// Moves `stringData` of every Secret (JSON with `apiVersion` and `kind`) into `data`, base64-encoded as the server stores it.
 pub fn normalize(children: Vec<Value>) -> Vec<Value> {
     children
         .into_iter()

@@ -9,11 +9,10 @@
 
 use super::apply::{self, Applied, LiveSource, Owner};
 use super::{Context, secrets};
-use crate::build::{Scope, Target};
+use crate::build::{ChildSet, Scope, Target};
 use crate::clusters::{Cluster, ClusterError};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,7 +105,7 @@ pub async fn apply_target(
     plan: &crate::validate::Plan<'_>,
     target: &Target,
     cluster: &Cluster,
-    mut children: Vec<Value>,
+    mut children: ChildSet,
 ) -> Result<Applied, TargetError> {
     let served = cluster.kinds.served(&cluster.client).await?;
     if target.is_member() {
@@ -114,11 +113,11 @@ pub async fn apply_target(
         if let Some(scope) = plan.scopes.iter().find(|s| &s.target == target) {
             let hub = ctx.clusters.local();
             let copies = secrets::member_copies(&hub, cluster, plan.mall, &plan.namespace, scope).await?;
-            children.splice(0..0, secrets::normalize(copies));
+            children.secrets.splice(0..0, copies);
         }
     }
     let owner = Owner { namespace: &plan.namespace, name: &plan.name, uid: plan.uid.as_deref() };
-    Ok(apply::apply(&cluster.client, owner, &children, &served, LiveSource { stores: cluster.stores.as_ref() }).await?)
+    Ok(apply::apply(&cluster.client, owner, children, &served, LiveSource { stores: cluster.stores.as_ref() }).await?)
 }
 
 /// What all targets did together.
@@ -136,7 +135,7 @@ pub async fn apply_all(
     ctx: &Context,
     plan: &crate::validate::Plan<'_>,
     resolved: &Resolved,
-    mut by_target: BTreeMap<Target, Vec<Value>>,
+    mut by_target: BTreeMap<Target, ChildSet>,
     extra: &BTreeSet<Target>,
 ) -> Outcome {
     // Every target looked up is visited: one that could not be resolved reports its failure.

@@ -20,13 +20,12 @@ mod statefulset;
 pub use config::{CLUSTER_SCRIPT, NODE_TIMEOUT_MS, cache_conf, eviction_policy, quantity_bytes};
 pub use statefulset::{initial_replicas, statefulset};
 
-use super::{BuildError, Scope, kinds, storefront, to_value};
+use super::{Child, Scope, kinds, storefront};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServicePort};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mall_crds::CacheSpec;
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Component name (label value and name suffix).
@@ -61,9 +60,6 @@ pub enum CacheError {
     /// The password handed in is too short or not URL-safe.
     #[error("cache password must be at least {MIN_PASSWORD_LEN} URL-safe characters ([A-Za-z0-9_-])")]
     WeakPassword,
-    /// A built object did not serialize.
-    #[error("serializing the cache tier")]
-    Serialize(#[source] Box<BuildError>),
 }
 
 /// The generated credentials of a cache cluster (see the module header for who generates them).
@@ -125,20 +121,19 @@ pub fn shard_name(scope: &Scope<'_>, shard: i32) -> String {
 }
 
 /// The cache tier's children in `scope` (none without `spec.cache`).
-pub fn build(scope: &Scope<'_>, secrets: &CacheSecrets) -> Result<Vec<Value>, CacheError> {
+pub fn build(scope: &Scope<'_>, secrets: &CacheSecrets) -> Result<Vec<Child>, CacheError> {
     let Some(spec) = &scope.mall.spec.cache else { return Ok(Vec::new()) };
-    let ser = |e: BuildError| CacheError::Serialize(Box::new(e));
-    let mut out = vec![
-        to_value(&config_map(scope, spec)?, &config_name(scope)).map_err(ser)?,
-        to_value(&connection_secret(scope, secrets), &secret_name(scope)).map_err(ser)?,
-        to_value(&headless_service(scope), &headless_name(scope)).map_err(ser)?,
-        to_value(&client_service(scope), &scope.name(COMPONENT)).map_err(ser)?,
+    let mut out: Vec<Child> = vec![
+        config_map(scope, spec)?.into(),
+        connection_secret(scope, secrets).into(),
+        headless_service(scope).into(),
+        client_service(scope).into(),
     ];
     for shard in 0..spec.shards {
-        out.push(to_value(&statefulset(scope, spec, shard), &shard_name(scope, shard)).map_err(ser)?);
+        out.push(statefulset(scope, spec, shard).into());
     }
-    out.push(to_value(&kinds::pod_disruption_budget(scope, COMPONENT), &scope.name(COMPONENT)).map_err(ser)?);
-    out.push(to_value(&network_policy(scope), &scope.name(COMPONENT)).map_err(ser)?);
+    out.push(kinds::pod_disruption_budget(scope, COMPONENT).into());
+    out.push(network_policy(scope).into());
     Ok(out)
 }
 

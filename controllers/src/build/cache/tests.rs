@@ -1,5 +1,6 @@
 use super::*;
 use crate::testing::mall_from;
+use serde_json::Value;
 use serde_json::json;
 
 fn secrets() -> CacheSecrets {
@@ -22,7 +23,7 @@ fn no_cache_spec_builds_nothing() {
 #[test]
 fn cluster_objects_are_named_per_shard() {
     let mall = mall_from(json!({"cache": {"shards": 4, "replicasPerShard": 2}}));
-    let objects = build(&Scope::all(&mall)[0], &secrets()).unwrap();
+    let objects = crate::testing::values(build(&Scope::all(&mall)[0], &secrets()).unwrap());
     assert_eq!(
         kinds(&objects),
         [
@@ -58,7 +59,7 @@ fn config_follows_spec_and_holds_no_password() {
     let mall = mall_from(json!({"cache": {"maxMemory": "1.5Gi", "evictionPolicy": "volatile-lfu",
         "persistence": {"enabled": true, "size": "9Gi"}}}));
     let s = secrets();
-    let objects = build(&Scope::all(&mall)[0], &s).unwrap();
+    let objects = crate::testing::values(build(&Scope::all(&mall)[0], &s).unwrap());
     let conf = objects[0]["data"]["cache.conf"].as_str().unwrap();
     assert!(conf.contains("maxmemory 1610612736\n"), "{conf}");
     assert!(conf.contains("maxmemory-policy volatile-lfu\n"));
@@ -78,7 +79,7 @@ fn config_follows_spec_and_holds_no_password() {
     assert_eq!(tmpl["value"], "shop-cache-{shard}-{ordinal}.shop-cache-headless.$(POD_NAMESPACE).svc");
 
     let off = mall_from(json!({"cache": {}}));
-    let objects = build(&Scope::all(&off)[0], &s).unwrap();
+    let objects = crate::testing::values(build(&Scope::all(&off)[0], &s).unwrap());
     assert!(objects[0]["data"]["cache.conf"].as_str().unwrap().contains("appendonly no\n"));
     assert!(objects[4]["spec"].get("volumeClaimTemplates").is_none());
 }
@@ -133,12 +134,12 @@ fn autoscaling_bounds_replicas_and_regions_get_own_clusters() {
             "cache": {"min": 2, "max": 3, "targetPerReplica": 100}},
         "regions": [{"name": "east", "role": "primary"}, {"name": "west", "role": "standby"}]}));
     let scopes = Scope::all(&mall);
-    let west = build(&scopes[1], &secrets()).unwrap();
+    let west = crate::testing::values(build(&scopes[1], &secrets()).unwrap());
     assert_eq!(west[4]["metadata"]["name"], "shop-west-cache-0");
     assert_eq!(west[4]["spec"]["replicas"], 3);
     // Only the primary region's StatefulSets are sized by the autoscaler.
     assert_eq!(west[4]["metadata"]["annotations"], Value::Null);
-    let east = build(&scopes[0], &secrets()).unwrap();
+    let east = crate::testing::values(build(&scopes[0], &secrets()).unwrap());
     assert_eq!(east[4]["metadata"]["annotations"]["mallctl.io/autoscaled"], "spec.replicas");
     let address = connection_secret(&scopes[1], &secrets()).data.unwrap()["CACHE_ADDRESS"].0.clone();
     assert_eq!(address, b"shop-west-cache.ns.svc:6379");

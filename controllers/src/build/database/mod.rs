@@ -1,7 +1,6 @@
 //! The database tier: sharded PostgreSQL composed from CloudNativePG and its Barman Cloud Plugin.
 //!
-//! Contract: pure, built AS the kopium types of `crate::cnpg` and serialized with
-//! [`resource_value`]. Per region (`<prefix>` = `<mall>[-<region>]`), in this order:
+//! Contract: pure, built as the kopium types of `crate::cnpg` (typed [`Child`]ren). Per region (`<prefix>` = `<mall>[-<region>]`), in this order:
 //! - with `spec.database.backup`: one Barman Cloud `ObjectStore` `<prefix>-db-backup`, shared by
 //!   the region's shards (each archives below its own Cluster name, see [`backup`]);
 //! - per shard `i` (0-based): the CloudNativePG `Cluster` `<prefix>-db-<i>` ([`cluster`]), its
@@ -11,7 +10,7 @@
 //!
 //! Every object has the Mall's labels (component [`COMPONENT`], per-shard objects also
 //! `mallctl.io/shard`) and the controller owner reference. NetworkPolicies of this tier live in
-//! `build::network`; [`tier`] returns both for a whole Mall. See `docs/database.md`.
+//! `build::network`; [`tier`] returns both for a whole Mall, as JSON. See `docs/database.md`.
 
 pub mod backup;
 pub mod cluster;
@@ -25,11 +24,9 @@ pub use pooler::pooler;
 pub use shard::shard_for;
 pub use shardmap::shard_map;
 
-use super::kinds::{self, KindsError};
-use super::{BuildError, Scope, names::SHARD_LABEL, network};
+use super::{BuildError, Child, Scope, names::SHARD_LABEL, network};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use mall_crds::Mall;
-use serde::Serialize;
 use serde_json::Value;
 
 /// Component name (label value) of every database-tier object.
@@ -38,22 +35,6 @@ pub const COMPONENT: &str = "database";
 pub const BARMAN_PLUGIN: &str = "barman-cloud.cloudnative-pg.io";
 /// Database and owner created by `bootstrap.initdb` in every shard.
 pub const APP_DATABASE: &str = "app";
-
-/// Why the database tier could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum DatabaseError {
-    /// A built object did not serialize (a bug, reported rather than panicking).
-    #[error("serializing the database tier")]
-    Serialize(#[source] KindsError),
-}
-
-/// Serializes a typed object with `apiVersion` and `kind` ([`kinds::resource_value`]).
-pub fn resource_value<T>(object: &T) -> Result<Value, DatabaseError>
-where
-    T: Serialize + kube::Resource<DynamicType = ()>,
-{
-    kinds::resource_value(object).map_err(DatabaseError::Serialize)
-}
 
 /// `<prefix>-db-<shard>`: the shard's CloudNativePG `Cluster` (at most 50 characters, as
 /// CloudNativePG requires, given the Mall and region name limits).
@@ -88,23 +69,23 @@ pub fn shard_meta(scope: &Scope<'_>, name: String, shard: i32) -> ObjectMeta {
 
 /// The database tier's CloudNativePG, plugin and ConfigMap objects in `scope` (order in the
 /// module header).
-pub fn build(scope: &Scope<'_>) -> Result<Vec<Value>, DatabaseError> {
+pub fn build(scope: &Scope<'_>) -> Vec<Child> {
     let spec = &scope.mall.spec.database;
-    let mut out = Vec::new();
+    let mut out: Vec<Child> = Vec::new();
     if let Some(backup) = &spec.backup {
-        out.push(resource_value(&object_store(scope, backup))?);
+        out.push(object_store(scope, backup).into());
     }
     for shard in 0..spec.shards {
-        out.push(resource_value(&cluster(scope, shard))?);
+        out.push(cluster(scope, shard).into());
         if spec.pooling.enabled {
-            out.push(resource_value(&pooler(scope, shard))?);
+            out.push(pooler(scope, shard).into());
         }
         if let Some(backup) = &spec.backup {
-            out.push(resource_value(&scheduled_backup(scope, shard, backup))?);
+            out.push(scheduled_backup(scope, shard, backup).into());
         }
     }
-    out.push(resource_value(&shard_map(scope))?);
-    Ok(out)
+    out.push(shard_map(scope).into());
+    out
 }
 
 /// Every database-tier object of `mall`, region by region: the NetworkPolicies
@@ -113,8 +94,9 @@ pub fn build(scope: &Scope<'_>) -> Result<Vec<Value>, DatabaseError> {
 pub fn tier(mall: &Mall) -> Result<Vec<Value>, BuildError> {
     let mut out = Vec::new();
     for scope in Scope::all(mall) {
-        out.extend(network::build(&scope)?);
-        out.extend(build(&scope).map_err(|e| BuildError::Database(Box::new(e)))?);
+        for child in network::build(&scope).into_iter().chain(build(&scope)) {
+            out.push(child.to_value().map_err(BuildError::Serialize)?);
+        }
     }
     Ok(out)
 }

@@ -1,10 +1,12 @@
 use super::*;
 use crate::build::children;
+use crate::build::kinds::resource_value;
 use crate::build::names::{MALL_LABEL, REGION_LABEL};
 use crate::cnpg::{Cluster, ObjectStore, Pooler, ScheduledBackup};
 use crate::testing::mall_from;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::path::Path;

@@ -16,7 +16,7 @@
 pub mod vcl;
 
 use super::kinds::{self, config_map_volume, empty_dir, http_port, http_probe, mount, restricted_pod, spread};
-use super::{BuildError, Scope, storefront, to_value};
+use super::{Child, Scope, storefront};
 use crate::gateway::HttpRoute;
 use crate::gateway::httproute::{
     HttpRouteParentRefs, HttpRouteRules, HttpRouteRulesBackendRefs, HttpRouteRulesMatches, HttpRouteRulesMatchesPath,
@@ -25,7 +25,6 @@ use crate::gateway::httproute::{
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Container};
 use mall_crds::CdnSpec;
-use serde_json::Value;
 use std::collections::BTreeMap;
 pub use vcl::{Backend, HEALTH_PATH, VclError};
 
@@ -48,12 +47,6 @@ pub enum EdgeError {
     /// The VCL could not be generated.
     #[error("generating the edge VCL")]
     Vcl(#[source] VclError),
-    /// A built object did not serialize.
-    #[error("serializing the edge tier")]
-    Serialize(#[source] Box<BuildError>),
-    /// The HTTPRoute did not serialize.
-    #[error("serializing the HTTPRoute")]
-    Route(#[source] kinds::KindsError),
 }
 
 /// The storefront as the edge reaches it: `<prefix>-storefront.<ns>.svc:80`.
@@ -67,17 +60,15 @@ pub fn storefront_backend(scope: &Scope<'_>) -> Backend {
 }
 
 /// The edge tier's children in `scope` (none without `spec.cdn`).
-pub fn build(scope: &Scope<'_>) -> Result<Vec<Value>, EdgeError> {
+pub fn build(scope: &Scope<'_>) -> Result<Vec<Child>, EdgeError> {
     let Some(cdn) = &scope.mall.spec.cdn else { return Ok(Vec::new()) };
-    let name = scope.name(COMPONENT);
-    let ser = |e: BuildError| EdgeError::Serialize(Box::new(e));
     let vcl = vcl::vcl(cdn, &storefront_backend(scope)).map_err(EdgeError::Vcl)?;
     Ok(vec![
-        to_value(&config_map(scope, vcl), &name).map_err(ser)?,
-        to_value(&deployment(scope, cdn), &name).map_err(ser)?,
-        to_value(&kinds::http_service(scope, COMPONENT), &name).map_err(ser)?,
-        to_value(&kinds::pod_disruption_budget(scope, COMPONENT), &name).map_err(ser)?,
-        kinds::resource_value(&http_route(scope, cdn)).map_err(EdgeError::Route)?,
+        config_map(scope, vcl).into(),
+        deployment(scope, cdn).into(),
+        kinds::http_service(scope, COMPONENT).into(),
+        kinds::pod_disruption_budget(scope, COMPONENT).into(),
+        http_route(scope, cdn).into(),
     ])
 }
 

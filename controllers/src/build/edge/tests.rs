@@ -1,5 +1,6 @@
 use super::*;
 use crate::testing::{mall_from, yaml};
+use serde_json::Value;
 use serde_json::json;
 
 fn cdn_mall() -> mall_crds::Mall {
@@ -13,7 +14,7 @@ fn cdn_mall() -> mall_crds::Mall {
 #[test]
 fn edge_objects_follow_spec() {
     let mall = cdn_mall();
-    let objects = build(&Scope::all(&mall)[0]).unwrap();
+    let objects = crate::testing::values(build(&Scope::all(&mall)[0]).unwrap());
     let kinds: Vec<_> = objects.iter().map(|o| o["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "HTTPRoute"]);
     for o in &objects {

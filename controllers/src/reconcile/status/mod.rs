@@ -6,9 +6,11 @@
 //! (something wrong a person should look at: a missing dependency, a shard short of instances,
 //! an invalid spec, a failed apply), and `BackupsConfigured`. A condition keeps its
 //! `lastTransitionTime` while its status does not change, so an unchanged world computes an
-//! identical status and costs no write.
+//! identical status and costs no write. The live children come in as a [`ChildSet<Live>`],
+//! destructured without `..`: every kind says whether it counts towards the status.
 
 use crate::build::names::SHARD_LABEL;
+use crate::build::{ChildSet, Live};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use mall_crds::Mall;
 use mall_crds::status::{Count, ShardStatus, TierCounts};
@@ -21,8 +23,8 @@ pub const CNPG_HEALTHY: &str = "Cluster in healthy state";
 /// What the reconciler observed this time.
 #[derive(Debug, Default)]
 pub struct Observed<'a> {
-    /// Live children by plural resource and name.
-    pub live: Option<&'a BTreeMap<&'static str, BTreeMap<String, Value>>>,
+    /// Live children by kind and name.
+    pub live: Option<&'a ChildSet<Live>>,
     /// Missing dependencies, with the children they prevent.
     pub missing: Option<&'a BTreeMap<&'static str, Vec<String>>>,
     /// Why the spec was refused, when it was.
@@ -83,15 +85,11 @@ fn component(o: &Value) -> &str {
     o["metadata"]["labels"]["app.kubernetes.io/component"].as_str().unwrap_or_default()
 }
 
-fn objects<'a>(observed: &'a Observed<'_>, plural: &str) -> impl Iterator<Item = (&'a String, &'a Value)> {
-    observed.live.and_then(|l| l.get(plural)).into_iter().flatten()
-}
-
 /// Sums desired/ready of workloads (Deployments, StatefulSets) of one component, noting
 /// not-ready ones.
-fn workloads(observed: &Observed<'_>, plural: &str, comp: &str, v: &mut Verdict) -> Option<Count> {
+fn workloads(live: &BTreeMap<String, Value>, comp: &str, v: &mut Verdict) -> Option<Count> {
     let mut count: Option<Count> = None;
-    for (name, o) in objects(observed, plural).filter(|(_, o)| component(o) == comp) {
+    for (name, o) in live.iter().filter(|(_, o)| component(o) == comp) {
         let desired = int(&o["spec"]["replicas"]);
         let ready = int(&o["status"]["readyReplicas"]);
         let updated = int(&o["status"]["updatedReplicas"]);
@@ -110,10 +108,10 @@ fn workloads(observed: &Observed<'_>, plural: &str, comp: &str, v: &mut Verdict)
     count
 }
 
-fn shards(observed: &Observed<'_>, v: &mut Verdict) -> (Count, Vec<ShardStatus>) {
+fn shards(clusters: &BTreeMap<String, Value>, v: &mut Verdict) -> (Count, Vec<ShardStatus>) {
     let mut total = Count::default();
     let mut out = Vec::new();
-    for (name, o) in objects(observed, "clusters") {
+    for (name, o) in clusters {
         let desired = int(&o["spec"]["instances"]);
         let ready = int(&o["status"]["readyInstances"]);
         let phase = o["status"]["phase"].as_str().map(str::to_string);
@@ -170,10 +168,28 @@ fn keep_transitions(mut conditions: Vec<Condition>, previous: &[Condition]) -> V
 pub fn compute(mall: &Mall, observed: &Observed<'_>, now: Time) -> ReconcilerStatus {
     let generation = mall.metadata.generation;
     let mut v = Verdict { ready: Vec::new(), progressing: Vec::new(), degraded: Vec::new() };
-    let storefront = workloads(observed, "deployments", "storefront", &mut v);
-    let edge = workloads(observed, "deployments", "edge", &mut v);
-    let cache = workloads(observed, "statefulsets", "cache", &mut v);
-    let (database, shard_list) = shards(observed, &mut v);
+    let nothing = ChildSet::<Live>::default();
+    // Workloads and database clusters report readiness; the other kinds have no status to count.
+    let ChildSet {
+        secrets: _,
+        config_maps: _,
+        services: _,
+        network_policies: _,
+        pod_disruption_budgets: _,
+        object_stores: _,
+        clusters,
+        poolers: _,
+        scheduled_backups: _,
+        stateful_sets,
+        deployments,
+        jobs: _,
+        http_routes: _,
+        dns_endpoints: _,
+    } = observed.live.unwrap_or(&nothing);
+    let storefront = workloads(deployments, "storefront", &mut v);
+    let edge = workloads(deployments, "edge", &mut v);
+    let cache = workloads(stateful_sets, "cache", &mut v);
+    let (database, shard_list) = shards(clusters, &mut v);
     if let Some(missing) = observed.missing.filter(|m| !m.is_empty()) {
         let names: Vec<String> =
             missing.iter().map(|(dep, children)| format!("{dep} (needed by {})", children.join(", "))).collect();

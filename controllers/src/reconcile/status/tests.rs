@@ -21,12 +21,12 @@ fn get<'a>(s: &'a ReconcilerStatus, t: &str) -> &'a Condition {
     s.conditions.iter().find(|c| c.type_ == t).unwrap()
 }
 
-fn live(entries: Vec<(&'static str, &str, Value)>) -> BTreeMap<&'static str, BTreeMap<String, Value>> {
+fn live(entries: Vec<(&'static str, &str, Value)>) -> ChildSet<Live> {
     let mut m: BTreeMap<&'static str, BTreeMap<String, Value>> = BTreeMap::new();
     for (plural, name, v) in entries {
         m.entry(plural).or_default().insert(name.into(), v);
     }
-    m
+    ChildSet::<Live>::from_plurals(m)
 }
 
 #[test]
