@@ -126,7 +126,7 @@ async fn get_status_and_apply_against_a_cluster() {
         mallctl(&kubeconfig, &["-n", "shop", "apply", "-f", edited.to_str().unwrap(), "--wait", "--timeout", "3s"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(stderr.contains("not Ready after 3s") && stderr.contains("Ready="), "{stderr}");
+    assert!(stderr.contains("not Ready after 3s") && stderr.contains("generation 2 not observed yet"), "{stderr}");
 
     // An unreachable cluster: exit 1 with the connection error.
     let dead = dir.path().join("dead.kubeconfig");

@@ -34,7 +34,14 @@ fn progress(mall: &Mall) -> String {
             if c.0 == "True" { "Ready".to_string() } else { format!("Ready={} {}: {}", c.0, c.1, c.2) }
         },
     );
-    format!("{}; {ready}", parts.join(", "))
+    format!("{}; {ready}{}", parts.join(", "), stale(mall).unwrap_or_default())
+}
+
+/// ` (status of generation M; waiting for N)` when the status describes an older generation.
+fn stale(mall: &Mall) -> Option<String> {
+    let generation = mall.metadata.generation.unwrap_or(0);
+    let observed = mall.status.as_ref().and_then(|s| s.observed_generation)?;
+    (observed != generation).then(|| format!(" (status of generation {observed}; waiting for {generation})"))
 }
 
 /// Runs `apply`.
@@ -82,10 +89,14 @@ pub async fn run(kube: &KubeArgs, files: &[String], wait: bool, timeout: Duratio
                 break;
             }
             if start.elapsed() >= timeout {
-                let blocking = condition(&mall, "Ready").map_or_else(
-                    || "no status yet (is the operator running?)".into(),
-                    |c| format!("Ready={} {}: {}", c.0, c.1, c.2),
-                );
+                let blocking = match (stale(&mall), condition(&mall, "Ready")) {
+                    (Some(stale), _) => format!(
+                        "generation {} not observed yet{stale}; is the operator running?",
+                        mall.metadata.generation.unwrap_or(0)
+                    ),
+                    (None, Some(c)) => format!("Ready={} {}: {}", c.0, c.1, c.2),
+                    (None, None) => "no status yet (is the operator running?)".into(),
+                };
                 bail!("mall {namespace}/{name} not Ready after {timeout:?}: {blocking}");
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
