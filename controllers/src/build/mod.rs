@@ -64,12 +64,12 @@ pub fn children_with(
 /// Every child of the Mall grouped by the cluster it goes to (each region's children to its
 /// region's cluster; regions sharing a cluster share a set, in spec order).
 pub fn children_by_target(
-    mall: &Mall,
+    plan: &crate::validate::Plan<'_>,
     cache_secrets: &dyn Fn(&Scope<'_>) -> cache::CacheSecrets,
 ) -> Result<BTreeMap<Target, ChildSet>, BuildError> {
     let mut out: BTreeMap<Target, ChildSet> = BTreeMap::new();
-    for scope in Scope::all(mall) {
-        let children = scope_children(&scope, cache_secrets)?;
+    for scope in &plan.scopes {
+        let children = scope_children(scope, cache_secrets)?;
         out.entry(scope.target.clone()).or_default().extend(children);
     }
     Ok(out)

@@ -287,7 +287,7 @@ async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static
         resolved.insert(target.clone(), Err((error.clone(), None)));
     }
     let mut by_target =
-        build::children_by_target(mall, &|scope: &Scope<'_>| credentials.for_scope(scope)).map_err(Error::Build)?;
+        build::children_by_target(&plan, &|scope: &Scope<'_>| credentials.for_scope(scope)).map_err(Error::Build)?;
     // A region whose cluster cannot be used yet is not applied; its cache password may not
     // have been read back, so nothing is built for it from a guess.
     by_target.retain(|target, _| matches!(resolved.get(target), Some(Ok(_))) || *target == Target::Local);
