@@ -7,20 +7,13 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use localcluster::{CnpgSimulator, SimulatorOptions};
 use mall_crds::Mall;
-use mall_e2e::{Env, OperatorProcess, apply_yaml, wait_until};
+use mall_e2e::{Env, OperatorProcess, apply_yaml, mall_ready, wait_until};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 const NS: &str = "first-run";
 /// What the one error line says (see `operator/src/leader.rs`).
 const BLOCKED: &str = "leader election cannot start: namespace";
-
-fn ready(m: &Mall) -> bool {
-    m.status.as_ref().is_some_and(|s| {
-        s.observed_generation == m.metadata.generation
-            && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-    })
-}
 
 fn count(log: &str, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
@@ -76,7 +69,7 @@ async fn a_missing_lease_namespace_is_one_clear_error_and_not_ready_until_it_exi
     env.namespace(&lease_ns, &[]).await;
     let created = Instant::now();
     wait_until("Mall first Ready after the namespace exists", Duration::from_secs(120), || async {
-        malls.get("first").await.ok().filter(ready)
+        malls.get("first").await.ok().filter(mall_ready)
     })
     .await;
     eprintln!("Mall Ready {:?} after the namespace was created", created.elapsed());
