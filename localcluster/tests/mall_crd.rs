@@ -23,23 +23,19 @@
 mod common;
 #[path = "mall_crd/mutations.rs"]
 mod mutations;
+#[path = "mall_crd/verdict.rs"]
+mod verdict;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures::StreamExt;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, ValidationDirective};
 use localcluster::Options;
 use serde_json::{Value, json};
 
 use common::{namespace, start};
 use mutations::{Mutation, canonical, set};
-
-/// The server's extra root cause (`<nil>: Invalid value: null: ...`) when a blocking OpenAPI
-/// error kept it from evaluating CEL rules. It names no field; the validator skips CEL in the
-/// same situation without saying so, so this cause is left out of the comparison.
-const CEL_SKIPPED: &str = "some validation rules were not checked because the object was invalid";
+use verdict::{Verdict, api, apply, describe, disagreement, paths_in_message, schema, server_verdict, validator};
 
 /// Namespace the manifests are sent to.
 const NS: &str = "mall-crd";
@@ -192,12 +188,6 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn schema() -> Value {
-    let crd = mall_crds::Mall::definition();
-    let schema = crd.spec.versions.first().and_then(|v| v.schema.as_ref()).and_then(|s| s.open_api_v3_schema.as_ref());
-    serde_json::to_value(schema).expect("schema as JSON")
-}
-
 fn read_yaml(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).expect("read example");
     serde_saphyr::from_str(&text).expect("example is YAML")
@@ -217,82 +207,6 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
 fn without_namespace(mut v: Value) -> Value {
     set(&mut v, "/metadata/namespace", None);
     v
-}
-
-/// A verdict: accepted, or rejected with canonical paths and the raw text (for reports).
-enum Verdict {
-    Accepted,
-    Rejected(BTreeSet<String>, String),
-}
-
-fn validator(schema: &Value, object: &Value, old: Option<&Value>) -> Verdict {
-    match mall_controllers::validate::validate_value(object, old) {
-        Ok(_) => Verdict::Accepted,
-        Err(invalid) => Verdict::Rejected(
-            invalid.0.iter().map(|e| canonical(schema, &e.path)).collect(),
-            invalid.0.iter().map(ToString::to_string).collect::<Vec<_>>().join(" | "),
-        ),
-    }
-}
-
-/// Paths in a server message: `spec.x.y: ...` or `.spec.x.y: field not declared in schema`.
-fn paths_in_message(schema: &Value, message: &str) -> BTreeSet<String> {
-    let re = regex::Regex::new(r"(?:^|[\s*])(\.?(?:spec|metadata|status)(?:\.[A-Za-z0-9_-]+|\[[^\]\s]*\])*): ")
-        .expect("regex");
-    re.captures_iter(message).filter_map(|c| c.get(1)).map(|m| canonical(schema, m.as_str())).collect()
-}
-
-fn server_verdict(schema: &Value, result: Result<DynamicObject, kube::Error>) -> Verdict {
-    match result {
-        Ok(_) => Verdict::Accepted,
-        Err(kube::Error::Api(status)) => {
-            let causes = status.details.as_ref().map(|d| d.causes.clone()).unwrap_or_default();
-            let mut paths = BTreeSet::new();
-            for cause in &causes {
-                if cause.message.contains(CEL_SKIPPED) {
-                    continue;
-                }
-                if cause.field.is_empty() {
-                    paths.extend(paths_in_message(schema, &cause.message));
-                } else {
-                    paths.insert(canonical(schema, &cause.field));
-                }
-            }
-            if causes.is_empty() {
-                paths = paths_in_message(schema, &status.message);
-            }
-            Verdict::Rejected(paths, format!("{} {}: {}", status.code, status.reason, status.message))
-        }
-        Err(other) => panic!("request failed: {other}"),
-    }
-}
-
-fn api(client: &kube::Client) -> Api<DynamicObject> {
-    let resource = ApiResource::erase::<mall_crds::Mall>(&());
-    Api::namespaced_with(client.clone(), NS, &resource)
-}
-
-async fn apply(api: &Api<DynamicObject>, object: &Value, dry_run: bool) -> Result<DynamicObject, kube::Error> {
-    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("unnamed");
-    let mut params = PatchParams::apply("mall-crd-test").force().validation(ValidationDirective::Strict);
-    params.dry_run = dry_run;
-    api.patch(name, &params, &Patch::Apply(object)).await
-}
-
-/// Compares the verdicts; `None` when they agree.
-fn disagreement(server: &Verdict, offline: &Verdict) -> Option<String> {
-    match (server, offline) {
-        (Verdict::Accepted, Verdict::Accepted) => None,
-        (Verdict::Rejected(a, _), Verdict::Rejected(b, _)) if a == b => None,
-        _ => Some(format!("server: {}\n      validator: {}", describe(server), describe(offline))),
-    }
-}
-
-fn describe(v: &Verdict) -> String {
-    match v {
-        Verdict::Accepted => "accepted".into(),
-        Verdict::Rejected(paths, text) => format!("rejected {paths:?}: {text}"),
-    }
 }
 
 /// The breakers of the CEL rules as mutations of the production example; every create-time
@@ -397,7 +311,7 @@ async fn api_server_and_validator_agree() {
     cases.extend(generated.into_iter().chain(cel).map(|m| (m.id, m.object, false)));
 
     let started = Instant::now();
-    let api = api(&client);
+    let api = api(&client, NS);
     let results = futures::stream::iter(cases.iter().map(|(id, object, expect_valid)| {
         let api = &api;
         let schema = &schema;

@@ -1,5 +1,6 @@
 //! The operator's HTTP endpoints: `/metrics` (OpenMetrics), `/healthz` (the process runs),
-//! `/readyz` (it reached the API server and its controllers are running or it is a standby).
+//! `/readyz` (it reached the API server, the leader-election Lease is usable, and its controllers
+//! are running or it is a standby).
 //!
 //! Contract: plain HTTP/1.1 on the given address; every other path is 404.
 

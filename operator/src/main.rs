@@ -1,9 +1,11 @@
 //! `mall-operator`: reconciles Malls in the cluster of `KUBECONFIG` (or in-cluster config).
 //!
 //! Contract: thin wiring. Flags and environment → one kube client with its own User-Agent →
-//! leader election (only the Lease holder runs controllers) → one Mall controller per watched
-//! namespace (or one for all) → `/metrics`, `/healthz`, `/readyz` → JSON logs → on SIGTERM or
-//! SIGINT, controllers drain, the Lease is released, exit 0. Losing the Lease exits 1.
+//! leader election (only the Lease holder runs controllers; a Lease blocked by a missing
+//! namespace or missing rights is one error line naming the fix and a non-ready `/readyz`) →
+//! one Mall controller per watched namespace (or one for all) → `/metrics`, `/healthz`,
+//! `/readyz` → JSON logs → on SIGTERM or SIGINT, controllers drain, the Lease is released,
+//! exit 0. Losing the Lease exits 1.
 
 mod autoscale;
 mod http;
@@ -215,7 +217,6 @@ async fn main() -> anyhow::Result<()> {
         None
     };
     client.apiserver_version().await.context("reaching the API server")?;
-    probes.ready.store(true, Ordering::Relaxed);
     let shutdown = shutdown_signal();
 
     let elector = (!args.no_leader_election).then(|| {
@@ -227,6 +228,22 @@ async fn main() -> anyhow::Result<()> {
             leader::Timing::default(),
         )
     });
+    // Ready once the API server answered and, with leader election, the Lease is usable.
+    match &elector {
+        Some(e) => {
+            let (mut usable, probes) = (e.usable(), probes.clone());
+            tokio::spawn(async move {
+                loop {
+                    let ok = *usable.borrow_and_update() == Some(true);
+                    probes.ready.store(ok, Ordering::Relaxed);
+                    if usable.changed().await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        None => probes.ready.store(true, Ordering::Relaxed),
+    }
     let election = elector.map(|e| {
         let mut leading = e.watch();
         let shutdown = shutdown.clone();

@@ -8,6 +8,7 @@
 
 pub mod bench;
 mod env;
+pub mod image;
 pub mod metrics_adapter;
 mod operator;
 pub mod prometheus;
@@ -25,4 +26,12 @@ pub fn repo_root() -> PathBuf {
 /// Directory of the pinned tool binaries (see `localcluster::tools`).
 pub fn tools_bin() -> PathBuf {
     localcluster::tools::tools_dir().unwrap_or_else(|e| panic!("the pinned tools are not available: {e}"))
+}
+
+/// Whether the Mall is Ready for its current generation.
+pub fn mall_ready(mall: &mall_crds::Mall) -> bool {
+    mall.status.as_ref().is_some_and(|s| {
+        s.observed_generation == mall.metadata.generation
+            && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    })
 }

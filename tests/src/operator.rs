@@ -121,6 +121,8 @@ pub struct OperatorProcess {
     pub log: PathBuf,
     /// Port of its `/metrics` on 127.0.0.1.
     pub metrics_port: u16,
+    /// Port of its `/healthz` and `/readyz` on 127.0.0.1.
+    pub health_port: u16,
 }
 
 impl OperatorProcess {
@@ -145,7 +147,7 @@ impl OperatorProcess {
             .stderr(file)
             .spawn()
             .expect("mall-operator starts");
-        OperatorProcess { child, log: log.to_path_buf(), metrics_port: metrics }
+        OperatorProcess { child, log: log.to_path_buf(), metrics_port: metrics, health_port: health }
     }
 
     /// The process id.
@@ -176,12 +178,7 @@ impl OperatorProcess {
     /// The value of a counter or gauge on `/metrics` (summed over label sets), or None when the
     /// endpoint does not answer.
     pub fn metric(&self, name: &str) -> Option<f64> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
-        stream.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).ok()?;
+        let (_, text) = http_get(self.metrics_port, "/metrics")?;
         let sum = text
             .lines()
             .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')))
@@ -190,10 +187,27 @@ impl OperatorProcess {
         Some(sum)
     }
 
+    /// The HTTP status of `/readyz`, or None when the endpoint does not answer.
+    pub fn readyz(&self) -> Option<u16> {
+        http_get(self.health_port, "/readyz").map(|(status, _)| status)
+    }
+
     /// The log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// `GET path` on 127.0.0.1:`port` over plain HTTP/1.1: the status code and the whole response.
+pub(crate) fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    Some((status, text))
 }
 
 impl Drop for OperatorProcess {

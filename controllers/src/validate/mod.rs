@@ -9,6 +9,7 @@
 //! which `localcluster`'s tests prove against the real API server.
 
 pub mod plan;
+mod quantities;
 mod schema;
 
 pub use plan::{Plan, plan};
@@ -75,9 +76,10 @@ pub fn validate_value(object: &Value, old: Option<&Value>) -> Result<Mall, Inval
     let outcome = schema::check(&compiled.schema, object);
     errors.extend(outcome.errors);
     if !outcome.blocking {
-        let old = old.map(|o| schema::check(&compiled.schema, o).defaulted);
+        let old = old.map(|o| cel_view(&schema::check(&compiled.schema, o).defaulted));
         let validator = kube::core::cel::Validator::new();
-        if let Err(cel_errors) = validator.validate_compiled(&compiled.cel, &outcome.defaulted, old.as_ref()) {
+        if let Err(cel_errors) = validator.validate_compiled(&compiled.cel, &cel_view(&outcome.defaulted), old.as_ref())
+        {
             errors.extend(cel_errors.iter().map(|e| FieldError {
                 path: e.field_path.trim_start_matches('.').to_string(),
                 message: e.message.clone(),
@@ -93,6 +95,26 @@ pub fn validate_value(object: &Value, old: Option<&Value>) -> Result<Mall, Inval
             message: format!("does not decode as a Mall after validation: {e}"),
         }])
     })
+}
+
+/// The object as the API server's CEL rules see it: without nulls ([`without_nulls`]), and with
+/// the quantity pairs kube-cel cannot compare replaced ([`quantities::make_cel_safe`]).
+fn cel_view(value: &Value) -> Value {
+    let mut view = without_nulls(value);
+    quantities::make_cel_safe(&mut view);
+    view
+}
+
+/// A field set to `null` (kept by a `nullable` schema) is not set for the server's CEL rules:
+/// `has(self.x)` is false for it.
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Validates a typed Mall (the operator's step 1): the same checks, on its JSON form.

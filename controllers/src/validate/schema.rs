@@ -95,10 +95,15 @@ fn show(v: &Value) -> String {
     }
 }
 
-/// Whether `v` is an integer in the server's sense (go-openapi accepts integral floats).
+/// Whether `v` is an integer in the server's sense: what fits an `int64` is one; anything else
+/// is decoded as a `float64`, which go-openapi accepts when integral and within ±(2^53 − 1)
+/// (`swag.IsFloat64AJSONInteger`).
 fn is_integer(v: &Value) -> bool {
+    const MAX_JSON_FLOAT: f64 = 9_007_199_254_740_991.0;
     match v {
-        Value::Number(n) => n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.is_finite()),
+        Value::Number(n) => {
+            n.is_i64() || n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.is_finite() && f.abs() <= MAX_JSON_FLOAT)
+        }
         _ => false,
     }
 }
@@ -107,7 +112,56 @@ fn cached_regex(pattern: &str) -> Option<Regex> {
     static CACHE: OnceLock<Mutex<HashMap<String, Option<Regex>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut guard = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    guard.entry(pattern.to_string()).or_insert_with(|| Regex::new(pattern).ok()).clone()
+    guard.entry(pattern.to_string()).or_insert_with(|| Regex::new(&ascii_perl_classes(pattern)).ok()).clone()
+}
+
+/// The pattern with the Perl classes `\d`, `\s`, `\w` (and outside brackets their negations)
+/// spelled out as the API server's Go RE2 reads them, ASCII only: `\s` is `[\t\n\f\r ]`, where
+/// Rust's `regex` would also match Unicode spaces (U+2028, U+202F, …).
+fn ascii_perl_classes(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut in_class = false;
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(next) = chars.next() else {
+                    out.push(c);
+                    break;
+                };
+                let set = match next.to_ascii_lowercase() {
+                    'd' => Some("0-9"),
+                    's' => Some("\\t\\n\\f\\r "),
+                    'w' => Some("0-9A-Za-z_"),
+                    _ => None,
+                };
+                match (set, in_class, next.is_ascii_uppercase()) {
+                    (Some(set), true, false) => out.push_str(set),
+                    (Some(set), false, false) => out.push_str(&format!("[{set}]")),
+                    (Some(set), false, true) => out.push_str(&format!("[^{set}]")),
+                    _ => {
+                        out.push(c);
+                        out.push(next);
+                    }
+                }
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+                // A `]` right after `[` or `[^` is a literal.
+                let rest = chars.as_str();
+                let skip = if rest.starts_with("^]") { 2 } else { usize::from(rest.starts_with(']')) };
+                out.push_str(&rest[..skip]);
+                chars = rest[skip..].chars();
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 struct Walker {
@@ -371,4 +425,20 @@ fn trim_float(f: f64) -> String {
 
 fn child(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ascii_perl_classes, cached_regex};
+
+    #[test]
+    fn perl_classes_are_ascii_as_in_go() {
+        assert_eq!(ascii_perl_classes(r"^\s*[^\s/]+\d\S$"), r"^[\t\n\f\r ]*[^\t\n\f\r /]+[0-9][^\t\n\f\r ]$");
+        assert_eq!(ascii_perl_classes(r"^[]\w-]\.$"), r"^[]0-9A-Za-z_-]\.$");
+        let schedule = cached_regex(r"^\s*[0-9*?/,A-Za-z\-LW#]+(\s+[0-9*?/,A-Za-z\-LW#]+){5}\s*$").expect("compiles");
+        assert!(schedule.is_match("0 0 2 * * *"));
+        assert!(!schedule.is_match("0\u{202f}0 2 * * *"), "U+202F is not \\s in RE2");
+        let image = cached_regex(r"^[^\s]+$").expect("compiles");
+        assert!(image.is_match("shop:1\u{2028}"), "U+2028 is not \\s in RE2");
+    }
 }

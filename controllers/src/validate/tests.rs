@@ -43,7 +43,9 @@ fn openapi_bounds_report_the_field() {
     assert_eq!(paths(&with(&["spec", "database", "shards"], json!(0))), ["spec.database.shards"]);
     assert_eq!(paths(&with(&["spec", "database", "shards"], json!(257))), ["spec.database.shards"]);
     assert_eq!(paths(&with(&["spec", "database", "shards"], json!("4"))), ["spec.database.shards"]);
-    assert_eq!(paths(&with(&["spec", "storefront", "port"], json!(1e30))), ["spec.storefront.port"]);
+    // Beyond ±(2^53 − 1) a float is not an integer to the server: a type error, and its format
+    // check's cause without a field.
+    assert_eq!(paths(&with(&["spec", "storefront", "port"], json!(1e30))), ["spec.storefront.port", ""]);
     assert_eq!(paths(&with(&["spec", "cache"], json!({"engine": "memcached"}))), ["spec.cache.engine"]);
 }
 
