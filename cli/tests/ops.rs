@@ -52,7 +52,7 @@ fn start_operator(kubeconfig: &Path, log: &Path) -> Operator {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_status_and_apply_against_a_cluster() {
-    let cluster = LocalCluster::start(Options::new("mallctl-ops").index(31).pod_startup(Duration::from_millis(300)))
+    let cluster = LocalCluster::start(Options::new("mallctl-ops").index(27).pod_startup(Duration::from_millis(300)))
         .await
         .expect("local control plane");
     let mut crds = vec![mall_crds::Mall::definition()];
