@@ -146,17 +146,7 @@ impl LocalCluster {
         api.patch(name, &PatchParams::apply("localcluster"), &Patch::Apply(&sa))
             .await
             .map_err(|source| ClusterError::Api { what: format!("apply ServiceAccount {namespace}/{name}"), source })?;
-        let request = TokenRequest {
-            spec: Some(TokenRequestSpec { expiration_seconds: Some(24 * 3600), ..Default::default() }),
-            ..Default::default()
-        };
-        let token = api
-            .create_token_request(name, &PostParams::default(), &request)
-            .await
-            .map_err(|source| ClusterError::Api { what: format!("TokenRequest for {namespace}/{name}"), source })?
-            .status
-            .and_then(|s| s.token)
-            .unwrap_or_default();
+        let token = self.service_account_token(namespace, name).await?;
         let path = self.plane.dir.join("users").join(format!("{namespace}.{name}.kubeconfig"));
         kubeconfig::write_kubeconfig(
             &path,
@@ -168,6 +158,22 @@ impl LocalCluster {
         )
         .map_err(ClusterError::Kubeconfig)?;
         Ok(path)
+    }
+
+    /// A 24-hour token of the existing ServiceAccount `namespace/name` (TokenRequest API).
+    pub async fn service_account_token(&self, namespace: &str, name: &str) -> Result<String, ClusterError> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.plane.client.clone(), namespace);
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec { expiration_seconds: Some(24 * 3600), ..Default::default() }),
+            ..Default::default()
+        };
+        Ok(api
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .map_err(|source| ClusterError::Api { what: format!("TokenRequest for {namespace}/{name}"), source })?
+            .status
+            .and_then(|s| s.token)
+            .unwrap_or_default())
     }
 
     /// A client for ServiceAccount `namespace/name` (see [`LocalCluster::user_kubeconfig`]),

@@ -11,9 +11,8 @@
 
 use crate::LocalCluster;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -46,6 +45,9 @@ pub enum MemberError {
         #[source]
         source: kube::Error,
     },
+    /// No token could be made for the member identity.
+    #[error("making a token for the member identity")]
+    Token(#[source] Box<crate::ClusterError>),
     /// The chart rendered no ServiceAccount.
     #[error("the chart rendered no ServiceAccount in member mode")]
     NoServiceAccount,
@@ -120,18 +122,8 @@ pub async fn install_member_identity(
         .find(|d| d["kind"] == "ServiceAccount")
         .and_then(|d| d["metadata"]["name"].as_str())
         .ok_or(MemberError::NoServiceAccount)?;
-    let api: Api<ServiceAccount> = Api::namespaced(client, IDENTITY_NAMESPACE);
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec { expiration_seconds: Some(24 * 3600), ..Default::default() }),
-        ..Default::default()
-    };
-    let token = api
-        .create_token_request(account, &PostParams::default(), &request)
-        .await
-        .map_err(api_err(format!("TokenRequest for {IDENTITY_NAMESPACE}/{account}")))?
-        .status
-        .and_then(|s| s.token)
-        .unwrap_or_default();
+    let token =
+        member.service_account_token(IDENTITY_NAMESPACE, account).await.map_err(|e| MemberError::Token(Box::new(e)))?;
     Ok(embedded_kubeconfig(member.name(), &member.server(), member.pki().ca_pem().as_bytes(), &token))
 }
 

@@ -292,7 +292,12 @@ async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static
     // have been read back, so nothing is built for it from a guess.
     by_target.retain(|target, _| matches!(resolved.get(target), Some(Ok(_))) || *target == Target::Local);
     let children = by_target.values().map(ChildSet::len).sum::<usize>();
-    let outcome = targets::apply_all(ctx, &plan, &resolved, by_target, &leaving).await;
+    let sources = if plan.has_members() {
+        secrets::hub_sources(&ctx.clusters.local(), mall, &namespace).await?
+    } else {
+        Vec::new()
+    };
+    let outcome = targets::apply_all(ctx, &plan, &resolved, by_target, &leaving, &sources).await;
     let emptied: std::collections::BTreeSet<Target> =
         leaving.iter().filter(|t| !outcome.failures.iter().any(|f| &f.target == *t)).cloned().collect();
     writes += usize::from(finalize::forget_members(ctx, mall, &planned, &emptied).await?);

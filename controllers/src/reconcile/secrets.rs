@@ -154,52 +154,59 @@ pub fn referenced(mall: &Mall) -> Vec<String> {
     names
 }
 
-/// Copies, for a member cluster, of the Secrets `scope`'s children refer to ([`referenced`]),
-/// read from the operator's cluster and labelled as the Mall's (so they are pruned with it). A
-/// Secret the member already holds that is not the Mall's (provisioned there by hand) is left
-/// alone and not copied; a source Secret that does not exist yet is skipped (the children wait
-/// for it as they would in the operator's cluster).
+/// The Secrets of the operator's cluster that children refer to ([`referenced`]) and that exist
+/// there: read once per reconcile, copied to every member cluster ([`member_copies`]).
+pub async fn hub_sources(hub: &Cluster, mall: &Mall, namespace: &str) -> Result<Vec<Secret>, SecretsError> {
+    let api: Api<Secret> = Api::namespaced(hub.client.clone(), namespace);
+    let mut sources = Vec::new();
+    for name in referenced(mall) {
+        if let Some(secret) = api.get_opt(&name).await.map_err(|source| SecretsError::Read { name, source })? {
+            sources.push(secret);
+        }
+    }
+    Ok(sources)
+}
+
+/// Copies, for a member cluster, of the hub's `sources` ([`hub_sources`]), labelled as the
+/// Mall's (so they are pruned with it). A Secret the member already holds that is not the Mall's
+/// (provisioned there by hand) is left alone and not copied; a source Secret that does not exist
+/// yet is not copied (the children wait for it as they would in the operator's cluster).
 pub async fn member_copies(
-    hub: &Cluster,
     member: &Cluster,
     mall: &Mall,
     namespace: &str,
     scope: &Scope<'_>,
+    sources: &[Secret],
 ) -> Result<Vec<Secret>, SecretsError> {
     let mut copies = Vec::new();
-    let hub_api: Api<Secret> = Api::namespaced(hub.client.clone(), namespace);
     let member_api: Api<Secret> = Api::namespaced(member.client.clone(), namespace);
     let secret_kind = super::kinds::find("v1", "Secret");
-    for name in referenced(mall) {
+    let uid = mall.metadata.uid.as_deref();
+    for source in sources {
+        let name = source.metadata.name.clone().unwrap_or_default();
         let ours = member
             .stores
             .as_ref()
             .zip(secret_kind)
             .and_then(|(s, kind)| s.get(kind, namespace, &mall.name_any(), &name))
-            .is_some_and(|live| super::apply::is_ours(&live, mall.metadata.uid.as_deref()));
+            .is_some_and(|live| super::apply::is_ours(&live, uid));
         if !ours {
             let there =
                 member_api.get_opt(&name).await.map_err(|source| SecretsError::Read { name: name.clone(), source })?;
             if let Some(there) = there {
                 let value = serde_json::to_value(&there).unwrap_or_default();
                 let labelled = value["metadata"]["labels"][crate::build::names::MALL_LABEL].as_str().is_some();
-                if !(labelled && super::apply::is_ours(&value, mall.metadata.uid.as_deref())) {
+                if !(labelled && super::apply::is_ours(&value, uid)) {
                     continue;
                 }
             }
         }
-        let Some(source) =
-            hub_api.get_opt(&name).await.map_err(|source| SecretsError::Read { name: name.clone(), source })?
-        else {
-            continue;
-        };
-        let copy = Secret {
-            metadata: scope.meta(name.clone(), "copied-secret"),
+        copies.push(Secret {
+            metadata: scope.meta(name, "copied-secret"),
             data: source.data.clone(),
             type_: source.type_.clone(),
             ..Secret::default()
-        };
-        copies.push(copy);
+        });
     }
     Ok(copies)
 }

@@ -101,18 +101,17 @@ async fn ensure_namespace(cluster: &Cluster, namespace: &str) -> Result<(), Targ
 
 /// Applies `children` (this target's share) into `cluster`.
 pub async fn apply_target(
-    ctx: &Context,
     plan: &crate::validate::Plan<'_>,
     target: &Target,
     cluster: &Cluster,
     mut children: ChildSet,
+    sources: &[k8s_openapi::api::core::v1::Secret],
 ) -> Result<Applied, TargetError> {
     let served = cluster.kinds.served(&cluster.client).await?;
     if target.is_member() {
         ensure_namespace(cluster, &plan.namespace).await?;
         if let Some(scope) = plan.scopes.iter().find(|s| &s.target == target) {
-            let hub = ctx.clusters.local();
-            let copies = secrets::member_copies(&hub, cluster, plan.mall, &plan.namespace, scope).await?;
+            let copies = secrets::member_copies(cluster, plan.mall, &plan.namespace, scope, sources).await?;
             children.secrets.splice(0..0, copies);
         }
     }
@@ -137,6 +136,7 @@ pub async fn apply_all(
     resolved: &Resolved,
     mut by_target: BTreeMap<Target, ChildSet>,
     extra: &BTreeSet<Target>,
+    sources: &[k8s_openapi::api::core::v1::Secret],
 ) -> Outcome {
     // Every target looked up is visited: one that could not be resolved reports its failure.
     for target in extra.iter().chain(resolved.keys()) {
@@ -145,7 +145,7 @@ pub async fn apply_all(
     by_target.entry(Target::Local).or_default();
     let runs = by_target.into_iter().map(|(target, children)| async move {
         let result = match resolved.get(&target) {
-            Some(Ok(cluster)) => apply_target(ctx, plan, &target, cluster, children).await.map_err(|e| {
+            Some(Ok(cluster)) => apply_target(plan, &target, cluster, children, sources).await.map_err(|e| {
                 cluster.forget_namespaces();
                 let retry = match &e {
                     TargetError::Cluster(c) => c.retry_in(),
