@@ -6,8 +6,10 @@
 //! Properties, on every spec: nothing panics; every rejection names a field path (offline and
 //! on the server); the offline and server verdicts are equal (accepted by both, or rejected by
 //! both with the same set of canonical paths, as in `mall_crd.rs`); a spec the validator
-//! accepts renders, or render refuses it with an error naming the field (a `spec.` path). The seed is printed and can be replayed with
-//! `MALL_PROPTEST_SEED`; `MALL_PROPTEST_CASES` changes the count and `MALL_PROPTEST_HOSTILITY`
+//! accepts renders, or render refuses it with an error naming the field (a `spec.` path). The seed is fixed ([`DEFAULT_SEED`]) so CI gates on a
+//! reproducible run; `MALL_PROPTEST_SEED=random` explores (the seed is printed and replayed with
+//! `MALL_PROPTEST_SEED=<seed>`). Every server answer, the shrinking and the whole run are
+//! bounded in time ([`ANSWER_TIMEOUT`], [`SHRINK_BUDGET`], [`RUN_BUDGET`]); `MALL_PROPTEST_CASES` changes the count and `MALL_PROPTEST_HOSTILITY`
 //! the hostility levels. A failure is shrunk by proptest to a minimal spec before it is
 //! reported. Bodies go through [`verdict::apply_escaped`] (YAML-forbidden characters escaped);
 //! [`KNOWN_DIFFERENCES`] lists disagreements not fixed yet (see docs/validation.md).
@@ -24,7 +26,7 @@ mod verdict;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use localcluster::Options;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
@@ -36,13 +38,25 @@ use verdict::{Verdict, apply_escaped, describe, disagreement, schema, server_ver
 /// Namespace the specs are sent to.
 const NS: &str = "mall-proptest";
 
+/// The seed when `MALL_PROPTEST_SEED` is unset: CI gates on a reproducible run; exploring
+/// takes `MALL_PROPTEST_SEED=random` (a new seed per run, printed).
+const DEFAULT_SEED: u64 = 20_261_207;
+/// Longest wait for one answer of the API server: a case that waits longer fails.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest time proptest may spend shrinking a failure (each step asks the API server).
+const SHRINK_BUDGET: Duration = Duration::from_secs(120);
+/// Budget of the whole run: once it is spent no further spec is checked and the test fails,
+/// naming it, rather than stalling CI (1,000 specs take about 25 s here).
+const RUN_BUDGET: Duration = Duration::from_secs(600);
+
 fn seed() -> u64 {
-    match std::env::var("MALL_PROPTEST_SEED") {
-        Ok(text) => text.parse().unwrap_or_else(|_| panic!("MALL_PROPTEST_SEED={text:?} is not a u64")),
-        Err(_) => {
+    match std::env::var("MALL_PROPTEST_SEED").as_deref() {
+        Err(_) => DEFAULT_SEED,
+        Ok("random") => {
             let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos());
             nanos.map(|n| n as u64 ^ u64::from(std::process::id())).unwrap_or(1)
         }
+        Ok(text) => text.parse().unwrap_or_else(|_| panic!("MALL_PROPTEST_SEED={text:?} is neither a u64 nor `random`")),
     }
 }
 
@@ -141,7 +155,13 @@ fn generated_specs_never_panic_name_their_fields_and_get_the_same_verdict_offlin
     for (i, chunk) in bytes.chunks_mut(8).enumerate() {
         chunk.copy_from_slice(&seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(i as u64).to_le_bytes());
     }
-    let config = Config { cases, failure_persistence: None, max_shrink_iters: 4096, ..Config::default() };
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 1024,
+        max_shrink_time: u32::try_from(SHRINK_BUDGET.as_millis()).unwrap_or(u32::MAX),
+        ..Config::default()
+    };
     let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
 
     let (run, accepted, rendered) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
@@ -153,10 +173,28 @@ fn generated_specs_never_panic_name_their_fields_and_get_the_same_verdict_offlin
         Ok(text) => text.split(',').map(|l| l.trim().parse().expect("MALL_PROPTEST_HOSTILITY: percents")).collect(),
         Err(_) => specs::HOSTILITY.to_vec(),
     };
+    let over_budget = AtomicUsize::new(0);
     let result = runner.run(&specs::manifest(&schema, &levels), |object: Value| {
-        run.fetch_add(1, Ordering::Relaxed);
+        let n = run.fetch_add(1, Ordering::Relaxed) + 1;
+        if n % 250 == 0 {
+            eprintln!("{n} specs checked in {:?}", started.elapsed());
+        }
+        if started.elapsed() > RUN_BUDGET {
+            // Counted and failed below, by name: no spec is checked once the budget is spent.
+            over_budget.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         let offline = validator(&schema, &object, None);
-        let server = server_verdict(&schema, runtime.block_on(apply_escaped(&client, NS, &object, true)));
+        let answer = runtime.block_on(async {
+            tokio::time::timeout(ANSWER_TIMEOUT, apply_escaped(&client, NS, &object, true)).await
+        });
+        let Ok(answer) = answer else {
+            return Err(TestCaseError::fail(format!(
+                "the API server did not answer in {ANSWER_TIMEOUT:?}\n  spec: {}",
+                serde_json::to_string(&object["spec"]).unwrap_or_default()
+            )));
+        };
+        let server = server_verdict(&schema, answer);
         let spec = serde_json::to_string(&object["spec"]).unwrap_or_default();
         if unnamed(&offline) {
             return Err(TestCaseError::fail(format!(
@@ -221,6 +259,8 @@ fn generated_specs_never_panic_name_their_fields_and_get_the_same_verdict_offlin
     if let Err(e) = result {
         panic!("seed {seed}: {e}");
     }
+    let skipped = over_budget.load(Ordering::Relaxed);
+    assert_eq!(skipped, 0, "the run spent its budget of {RUN_BUDGET:?}: {skipped} specs were not checked");
     assert!(run >= cases as usize, "only {run} specs ran");
     assert!(accepted > 0, "no generated spec was valid: the generator is broken");
 }
