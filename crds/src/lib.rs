@@ -58,7 +58,7 @@ pub const MAX_NAME_LEN: usize = 30;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("!has(self.regions) || self.regions.filter(r, r.role == 'primary').size() == 1").message("exactly one region must have role primary").field_path(".regions"))]
-#[x_kube(validation = kube::core::Rule::new("!has(self.regions) || self.regions.all(r, !has(r.cluster)) || has(self.database.backup)").message("regions in member clusters need spec.database.backup (standby regions replicate through the object store)").field_path(".regions"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.regions) || self.regions.size() < 2 && self.regions.all(r, !has(r.cluster)) || has(self.database.backup)").message("standby regions and regions in member clusters need spec.database.backup (standby regions replicate through the object store)").field_path(".regions"))]
 #[x_kube(validation = kube::core::Rule::new("!has(self.autoscaling) || !has(self.autoscaling.database) || self.autoscaling.database.min >= 1 && self.autoscaling.database.max <= 9").message("database instances per shard scale within 1..9").field_path(".autoscaling.database"))]
 #[x_kube(validation = kube::core::Rule::new("!has(self.autoscaling) || !has(self.autoscaling.cache) || self.autoscaling.cache.max <= 5").message("cache replicas per shard scale within 0..5").field_path(".autoscaling.cache"))]
 #[x_kube(validation = kube::core::Rule::new("!has(self.autoscaling) || !has(self.autoscaling.cache) || has(self.cache)").message("autoscaling.cache needs spec.cache").field_path(".autoscaling.cache"))]

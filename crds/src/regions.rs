@@ -74,6 +74,32 @@ pub struct FailoverSpec {
     /// Promote only when a third party (another region) also sees the primary down.
     #[serde(default)]
     pub require_witness: bool,
+    /// Capacity of a standby region's storefront, cache and edge, in percent of the active
+    /// region's (at least one replica each while above 0): warm enough to take the traffic
+    /// while the autoscaler catches up after a failover.
+    #[serde(default = "default_standby_capacity")]
+    #[schemars(range(min = 0, max = 100))]
+    pub standby_capacity_percent: i32,
+    /// How the hub's `DNSEndpoint` for `spec.cdn.domains` points at the regions.
+    #[serde(default)]
+    pub dns_mode: DnsMode,
+    /// TTL of those DNS records, in seconds: clients follow a failover within about this time.
+    #[serde(default = "default_dns_ttl", rename = "dnsTTLSeconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub dns_ttl_seconds: i32,
+}
+
+/// DNS publication of the regions' Gateway addresses.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DnsMode {
+    /// One record set: the active region's Gateway addresses only.
+    #[default]
+    Active,
+    /// One record set per healthy region (`setIdentifier` = region, weight = its `weight`;
+    /// provider-specific: external-dns honours it on providers with weighted routing, such as
+    /// AWS Route 53). Writes still go to the active region's database.
+    Weighted,
 }
 
 impl Default for FailoverSpec {
@@ -84,6 +110,9 @@ impl Default for FailoverSpec {
             failure_threshold: default_threshold(),
             cooldown: default_cooldown(),
             require_witness: false,
+            standby_capacity_percent: default_standby_capacity(),
+            dns_mode: DnsMode::default(),
+            dns_ttl_seconds: default_dns_ttl(),
         }
     }
 }
@@ -110,6 +139,12 @@ fn default_probe_interval() -> String {
 }
 fn default_threshold() -> i32 {
     3
+}
+fn default_standby_capacity() -> i32 {
+    50
+}
+fn default_dns_ttl() -> i32 {
+    30
 }
 fn default_cooldown() -> String {
     "10m".into()

@@ -38,6 +38,15 @@ pub struct MallStatus {
     /// The autoscaler's most recent scale action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scaling: Option<ScalingDecision>,
+    /// The most recent failover or switchover, with its recovery time and data loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover: Option<FailoverRecord>,
+    /// A switchover in progress (its state survives an operator restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switchover: Option<SwitchoverState>,
+    /// The outcome of the most recent `mallctl failover`/`switchover` request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request: Option<RequestOutcome>,
 }
 
 /// Desired/ready counts of each tier.
@@ -84,20 +93,107 @@ pub struct ShardStatus {
     pub primary: Option<String>,
 }
 
-/// Health of a region.
+/// Health and database role of a region.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegionStatus {
     /// Region name.
     pub name: String,
-    /// `Healthy`, `Unreachable` or `Degraded`.
+    /// `Unknown` (not probed enough yet), `Healthy`, `Down`, `Fenced` (demoted after a failover,
+    /// waiting to be rebuilt) or `Rebuilding`.
     pub health: String,
     /// Consecutive failed probes.
     #[serde(default)]
     pub consecutive_failures: i32,
+    /// Consecutive successful probes.
+    #[serde(default)]
+    pub consecutive_successes: i32,
     /// Last probe time (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_probe: Option<String>,
+    /// What the last failed probe saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// `primary` or `replica`: the role of this region's shard Clusters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The epoch this region's shard Clusters were (re)built in: their archive folder is
+    /// `<cluster>` in epoch 0 and `<cluster>-e<epoch>` after a rebuild, so a rebuilt member
+    /// never writes into an old archive.
+    #[serde(default)]
+    pub server_epoch: i64,
+    /// The region this region's shards were seeded from by recovery; absent = `initdb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeded_from: Option<String>,
+}
+
+/// One completed (or running) failover or switchover.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverRecord {
+    /// `failover` (no token: the old primary is lost or fenced) or `switchover` (controlled).
+    pub kind: String,
+    /// The region that was active.
+    pub from: String,
+    /// The region that is active now.
+    pub to: String,
+    /// The epoch it moved to.
+    pub epoch: i64,
+    /// Why (a probe failure, a request).
+    pub reason: String,
+    /// When the region was first seen down, or the request arrived (RFC 3339).
+    pub started: String,
+    /// When every shard was primary in the new region and its storefront Ready (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed: Option<String>,
+    /// Recovery time: from `started` to `completed`, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto_milliseconds: Option<i64>,
+    /// Data loss, stated: `0` for a switchover, or the bound of writes not yet archived.
+    pub rpo: String,
+}
+
+/// A switchover in progress.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SwitchoverState {
+    /// The region giving up the primary role.
+    pub from: String,
+    /// The region taking it.
+    pub to: String,
+    /// The epoch of the switchover.
+    pub epoch: i64,
+    /// When it started (RFC 3339).
+    pub started: String,
+    /// Per shard: the demotion token read from the old primary, once there is one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardSwitch>,
+}
+
+/// A shard's progress in a switchover.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardSwitch {
+    /// Shard number.
+    pub index: i32,
+    /// `status.demotionToken` of the old primary's Cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demotion_token: Option<String>,
+    /// Whether the new primary has promoted with it.
+    #[serde(default)]
+    pub promoted: bool,
+}
+
+/// What became of a `mallctl failover`/`switchover` request.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestOutcome {
+    /// The request's id (from the `mallctl.io/request` annotation).
+    pub id: String,
+    /// `Accepted`, `Refused`, `Completed` or `Failed`.
+    pub outcome: String,
+    /// Why, in words.
+    pub message: String,
 }
 
 /// One scale action of the autoscaler.

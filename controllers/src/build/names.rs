@@ -147,26 +147,56 @@ impl<'a> Scope<'a> {
         ])
     }
 
+    /// The region serving writes: `status.activeRegion` when it names a listed region (the
+    /// failover controller moves it), else the spec's primary. `None` without regions.
+    pub fn active_region(mall: &'a Mall) -> Option<&'a str> {
+        let listed = |name: &str| mall.spec.regions.iter().any(|r| r.name == name);
+        mall.status
+            .as_ref()
+            .and_then(|s| s.active_region.as_deref())
+            .filter(|a| listed(a))
+            .or_else(|| mall.spec.regions.iter().find(|r| r.role == RegionRole::Primary).map(|r| r.name.as_str()))
+            .or_else(|| mall.spec.regions.first().map(|r| r.name.as_str()))
+    }
+
+    /// Whether this scope is a standby region: the Mall lists two or more regions and this one
+    /// is not active.
+    pub fn is_standby(&self) -> bool {
+        self.mall.spec.regions.len() > 1 && self.region.is_some() && self.region != Self::active_region(self.mall)
+    }
+
+    /// `replicas` as this scope runs them: unchanged in the active (or only) region; in a standby
+    /// region `spec.failover.standbyCapacityPercent` of it, rounded up, and at least one while
+    /// the percentage and `replicas` are above 0 (a warm standby).
+    pub fn capacity(&self, replicas: i32) -> i32 {
+        if !self.is_standby() || replicas <= 0 {
+            return replicas;
+        }
+        let percent = i64::from(self.mall.spec.failover.standby_capacity_percent.clamp(0, 100));
+        let scaled = (i64::from(replicas) * percent + 99) / 100;
+        i32::try_from(scaled).unwrap_or(replicas)
+    }
+
     /// Whether the autoscaler sizes this scope's children: the Mall has `spec.autoscaling` and
-    /// this is its only scope or its primary region (standby regions keep the spec's sizes).
+    /// this is its only scope or its active region (standby regions run
+    /// [`Self::capacity`] of the spec's sizes).
     pub fn autoscaled(&self) -> bool {
         self.mall.spec.autoscaling.is_some()
             && match self.region {
                 None => true,
-                Some(region) => {
-                    self.mall.spec.regions.iter().any(|r| r.name == region && r.role == RegionRole::Primary)
-                }
+                Some(region) => Self::active_region(self.mall) == Some(region),
             }
     }
 
-    /// The scope the autoscaler drives (see [`Self::autoscaled`]): the primary region, else the
+    /// The scope the autoscaler drives (see [`Self::autoscaled`]): the active region, else the
     /// first (or only) scope.
     pub fn autoscaler_scope(mall: &'a Mall) -> Scope<'a> {
-        let primary = mall.spec.regions.iter().find(|r| r.role == RegionRole::Primary).or(mall.spec.regions.first());
+        let active = Self::active_region(mall);
+        let region = mall.spec.regions.iter().find(|r| Some(r.name.as_str()) == active);
         Scope {
             mall,
-            region: primary.map(|r| r.name.as_str()),
-            target: Target::of(primary.and_then(|r| r.cluster.as_ref())),
+            region: region.map(|r| r.name.as_str()),
+            target: Target::of(region.and_then(|r| r.cluster.as_ref())),
         }
     }
 

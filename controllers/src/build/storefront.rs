@@ -32,10 +32,10 @@ pub fn build(scope: &Scope<'_>) -> Vec<Child> {
 /// Deployment of the autoscaled scope carries [`super::names::AUTOSCALED_ANNOTATION`]).
 pub fn initial_replicas(scope: &Scope<'_>) -> i32 {
     let spec = &scope.mall.spec;
-    match &spec.autoscaling {
+    scope.capacity(match &spec.autoscaling {
         Some(a) => spec.storefront.replicas.clamp(a.storefront.min, a.storefront.max),
         None => spec.storefront.replicas,
-    }
+    })
 }
 
 /// The storefront Deployment.

@@ -14,12 +14,40 @@
 //!
 //! A converged child therefore stays converged: the annotation is part of what the reconciler
 //! applies once, and the replica field always equals (or leaves out) what is live.
+//!
+//! The failover controller gets the same hand-off for the shard Clusters of a distributed
+//! topology (those carrying [`EPOCH_ANNOTATION`]): once a Cluster exists, the reconciler applies
+//! the live `spec.replica` and the live epoch, so only the failover controller (field manager
+//! `mall-failover`) ever moves the primary role or the fencing token; the builder's values are
+//! only those a new Cluster is created with.
 
+use crate::build::database::topology::EPOCH_ANNOTATION;
 use crate::build::names::{AUTOSCALED_ANNOTATION, AUTOSCALER_MANAGER};
 use serde_json::Value;
 
-/// Rewrites the autoscaled field of `child` against its `live` object (see the module header).
+/// Rewrites the fields `child` hands over (autoscaled size, failover role) against its `live`
+/// object (see the module header).
 pub fn prepare(child: &mut Value, live: Option<&Value>) {
+    prepare_failover(child, live);
+    prepare_autoscaled(child, live);
+}
+
+/// Keeps the live `spec.replica` and epoch of a topology member (see the module header).
+fn prepare_failover(child: &mut Value, live: Option<&Value>) {
+    let Some(live) = live else { return };
+    if child["metadata"]["annotations"][EPOCH_ANNOTATION].is_null() {
+        return;
+    }
+    if let Some(epoch) = live["metadata"]["annotations"][EPOCH_ANNOTATION].as_str() {
+        child["metadata"]["annotations"][EPOCH_ANNOTATION] = Value::String(epoch.to_string());
+    }
+    if let (Some(replica), Some(spec)) = (live["spec"].get("replica"), child["spec"].as_object_mut()) {
+        spec.insert("replica".into(), replica.clone());
+    }
+}
+
+/// Rewrites the autoscaled field of `child` against its `live` object (see the module header).
+fn prepare_autoscaled(child: &mut Value, live: Option<&Value>) {
     let Some(path) = child["metadata"]["annotations"][AUTOSCALED_ANNOTATION].as_str().map(str::to_string) else {
         return;
     };
@@ -75,6 +103,27 @@ mod tests {
 
     fn owner(manager: &str, field: &str) -> Value {
         json!({"manager": manager, "operation": "Apply", "fieldsV1": {"f:spec": {format!("f:{field}"): {}}}})
+    }
+
+    #[test]
+    fn a_topology_member_keeps_the_live_role_and_epoch() {
+        let desired = || {
+            json!({"kind": "Cluster", "metadata": {"name": "shop-eu-db-0", "annotations": {EPOCH_ANNOTATION: "0"}},
+                "spec": {"instances": 3, "replica": {"primary": "shop-eu-db-0", "source": "shop-us-db-0"}}})
+        };
+        let mut created = desired();
+        prepare(&mut created, None);
+        assert_eq!(created, desired());
+        let live = json!({"metadata": {"annotations": {EPOCH_ANNOTATION: "2"}},
+            "spec": {"instances": 3, "replica": {"primary": "shop-us-db-0", "source": "shop-us-db-0"}}});
+        let mut updated = desired();
+        prepare(&mut updated, Some(&live));
+        assert_eq!(updated["metadata"]["annotations"][EPOCH_ANNOTATION], "2");
+        assert_eq!(updated["spec"]["replica"]["primary"], "shop-us-db-0");
+        // A Cluster outside a topology is left alone.
+        let mut single = json!({"kind": "Cluster", "metadata": {"name": "shop-db-0"}, "spec": {"instances": 1}});
+        prepare(&mut single, Some(&live));
+        assert!(single["spec"].get("replica").is_none());
     }
 
     #[test]

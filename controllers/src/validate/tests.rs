@@ -68,11 +68,23 @@ fn unknown_fields_and_nulls() {
 
 #[test]
 fn cel_rules_report_their_field_paths() {
-    let regions = |r: Value| with(&["spec", "regions"], r);
+    let unbacked = |r: Value| with(&["spec", "regions"], r);
+    let regions = |r: Value| {
+        let mut v = unbacked(r);
+        v["spec"]["database"]["backup"] =
+            json!({"objectStore": {"destinationPath": "s3://shop-backups/pg/", "credentials": {"secretName": "s3"}}});
+        v
+    };
     assert_eq!(
         paths(&regions(json!([{"name": "a", "role": "primary"}, {"name": "b", "role": "primary"}]))),
         ["spec.regions"]
     );
+    // A standby region replicates through the object store.
+    assert_eq!(
+        paths(&unbacked(json!([{"name": "a", "role": "primary"}, {"name": "b", "role": "standby"}]))),
+        ["spec.regions"]
+    );
+    assert!(paths(&unbacked(json!([{"name": "a", "role": "primary"}]))).is_empty());
     assert_eq!(
         paths(&regions(json!([{"name": "a", "role": "primary"}, {"name": "a", "role": "standby"}]))),
         ["spec.regions"]

@@ -32,10 +32,10 @@ pub fn default_image(engine: CacheEngine) -> &'static str {
 
 /// Replicas per shard the StatefulSets start with (the autoscaler owns them afterwards).
 pub fn initial_replicas(scope: &Scope<'_>, spec: &CacheSpec) -> i32 {
-    match scope.mall.spec.autoscaling.as_ref().and_then(|a| a.cache.as_ref()) {
+    scope.capacity(match scope.mall.spec.autoscaling.as_ref().and_then(|a| a.cache.as_ref()) {
         Some(a) => spec.replicas_per_shard.clamp(a.min, a.max),
         None => spec.replicas_per_shard,
-    }
+    })
 }
 
 fn field_env(name: &str, path: &str) -> EnvVar {

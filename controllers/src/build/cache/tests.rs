@@ -136,11 +136,13 @@ fn autoscaling_bounds_replicas_and_regions_get_own_clusters() {
     let scopes = Scope::all(&mall);
     let west = crate::testing::values(build(&scopes[1], &secrets()).unwrap());
     assert_eq!(west[4]["metadata"]["name"], "shop-west-cache-0");
-    assert_eq!(west[4]["spec"]["replicas"], 3);
-    // Only the primary region's StatefulSets are sized by the autoscaler.
+    // The standby runs standbyCapacityPercent (50 %) of the 2 replicas per shard, rounded up.
+    assert_eq!(west[4]["spec"]["replicas"], 2);
+    // Only the active region's StatefulSets are sized by the autoscaler.
     assert_eq!(west[4]["metadata"]["annotations"], Value::Null);
     let east = crate::testing::values(build(&scopes[0], &secrets()).unwrap());
     assert_eq!(east[4]["metadata"]["annotations"]["mallctl.io/autoscaled"], "spec.replicas");
+    assert_eq!(east[4]["spec"]["replicas"], 3);
     let address = connection_secret(&scopes[1], &secrets()).data.unwrap()["CACHE_ADDRESS"].0.clone();
     assert_eq!(address, b"shop-west-cache.ns.svc:6379");
 }

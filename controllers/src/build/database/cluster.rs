@@ -6,14 +6,19 @@
 //! anti-affinity across zones, `preferred` (see `docs/database.md`); `bootstrap.initdb` of
 //! database and owner [`APP_DATABASE`]; the Barman Cloud Plugin as WAL archiver only with
 //! `spec.database.backup`; the Mall, region and shard labels passed on to CloudNativePG's pods.
+//! In a distributed topology ([`Topology`], two or more regions) a member also gets its archive
+//! `serverName`, `externalClusters`, `replica`, its bootstrap (`initdb` or `recovery`) and the
+//! [`EPOCH_ANNOTATION`], as `topology` describes.
 
+use super::topology::{EPOCH_ANNOTATION, Topology};
 use super::{APP_DATABASE, BARMAN_PLUGIN, Scope, cluster_name, object_store_name, shard_meta};
 use crate::build::kinds::amounts;
 use crate::build::names::{MALL_LABEL, REGION_LABEL, SHARD_LABEL, mark_autoscaled};
 use crate::cnpg::cluster::{
-    Cluster, ClusterAffinity, ClusterBootstrap, ClusterBootstrapInitdb, ClusterInheritedMetadata, ClusterPlugins,
+    Cluster, ClusterAffinity, ClusterBootstrap, ClusterBootstrapInitdb, ClusterBootstrapRecovery,
+    ClusterExternalClusters, ClusterExternalClustersPlugin, ClusterInheritedMetadata, ClusterPlugins,
     ClusterPostgresql, ClusterPostgresqlSynchronous, ClusterPostgresqlSynchronousDataDurability,
-    ClusterPostgresqlSynchronousMethod, ClusterResources, ClusterSpec, ClusterStorage,
+    ClusterPostgresqlSynchronousMethod, ClusterReplica, ClusterResources, ClusterSpec, ClusterStorage,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mall_crds::common::{ResourceAmounts, Resources};
@@ -36,11 +41,19 @@ pub fn image_name(postgres_version: i32) -> String {
 /// The `Cluster` of shard `shard` in `scope`.
 pub fn cluster(scope: &Scope<'_>, shard: i32) -> Cluster {
     let db = &scope.mall.spec.database;
+    let topology = Topology::of(scope.mall).filter(|t| scope.region.is_some_and(|r| t.member(r).is_some()));
     let plugins = db.backup.as_ref().map(|_| {
+        let mut parameters = BTreeMap::from([("barmanObjectName".to_string(), object_store_name(scope))]);
+        if let (Some(t), Some(region)) = (&topology, scope.region) {
+            let server = t.server_name(region, shard);
+            if server != cluster_name(scope, shard) {
+                parameters.insert("serverName".into(), server);
+            }
+        }
         vec![ClusterPlugins {
             name: BARMAN_PLUGIN.into(),
             is_wal_archiver: Some(true),
-            parameters: Some(BTreeMap::from([("barmanObjectName".to_string(), object_store_name(scope))])),
+            parameters: Some(parameters),
             ..ClusterPlugins::default()
         }]
     });
@@ -55,6 +68,14 @@ pub fn cluster(scope: &Scope<'_>, shard: i32) -> Cluster {
     if scope.autoscaled() && scope.mall.spec.autoscaling.as_ref().is_some_and(|a| a.database.is_some()) {
         mark_autoscaled(&mut metadata, "spec.instances");
     }
+    let distributed = topology.as_ref().zip(scope.region).map(|(t, region)| member(t, region, shard));
+    if let Some(t) = &topology {
+        metadata.annotations.get_or_insert_with(BTreeMap::new).insert(EPOCH_ANNOTATION.into(), t.epoch.to_string());
+    }
+    let (external_clusters, replica, bootstrap) = match distributed {
+        Some(m) => (Some(m.external_clusters), Some(m.replica), m.bootstrap),
+        None => (None, None, initdb()),
+    };
     Cluster {
         metadata,
         spec: ClusterSpec {
@@ -77,14 +98,9 @@ pub fn cluster(scope: &Scope<'_>, shard: i32) -> Cluster {
                 pod_anti_affinity_type: Some("preferred".into()),
                 ..ClusterAffinity::default()
             }),
-            bootstrap: Some(ClusterBootstrap {
-                initdb: Some(ClusterBootstrapInitdb {
-                    database: Some(APP_DATABASE.into()),
-                    owner: Some(APP_DATABASE.into()),
-                    ..ClusterBootstrapInitdb::default()
-                }),
-                ..ClusterBootstrap::default()
-            }),
+            bootstrap: Some(bootstrap),
+            external_clusters,
+            replica,
             plugins,
             inherited_metadata: Some(ClusterInheritedMetadata {
                 labels: Some(inherited),
@@ -94,6 +110,64 @@ pub fn cluster(scope: &Scope<'_>, shard: i32) -> Cluster {
         },
         status: None,
     }
+}
+
+/// `bootstrap.initdb` of [`APP_DATABASE`] owned by [`APP_DATABASE`].
+fn initdb() -> ClusterBootstrap {
+    ClusterBootstrap {
+        initdb: Some(ClusterBootstrapInitdb {
+            database: Some(APP_DATABASE.into()),
+            owner: Some(APP_DATABASE.into()),
+            ..ClusterBootstrapInitdb::default()
+        }),
+        ..ClusterBootstrap::default()
+    }
+}
+
+/// What a member of a distributed topology adds to its Cluster.
+struct Distributed {
+    external_clusters: Vec<ClusterExternalClusters>,
+    replica: ClusterReplica,
+    bootstrap: ClusterBootstrap,
+}
+
+/// The member of shard `shard` in `region` (see `topology`'s module header).
+fn member(t: &Topology, region: &str, shard: i32) -> Distributed {
+    let external_clusters = t
+        .members
+        .iter()
+        .map(|m| ClusterExternalClusters {
+            name: t.cluster(&m.region, shard),
+            plugin: Some(ClusterExternalClustersPlugin {
+                name: BARMAN_PLUGIN.into(),
+                parameters: Some(BTreeMap::from([
+                    ("barmanObjectName".to_string(), t.object_store(&m.region)),
+                    ("serverName".to_string(), t.server_name(&m.region, shard)),
+                ])),
+                ..ClusterExternalClustersPlugin::default()
+            }),
+            ..ClusterExternalClusters::default()
+        })
+        .collect();
+    let replica = ClusterReplica {
+        primary: Some(t.cluster(&t.active, shard)),
+        source: t.cluster(t.source_of(region), shard),
+        r#_self: Some(t.cluster(region, shard)),
+        ..ClusterReplica::default()
+    };
+    let bootstrap = match t.member(region).and_then(|m| m.seeded_from.as_deref()) {
+        None => initdb(),
+        Some(seed) => ClusterBootstrap {
+            recovery: Some(ClusterBootstrapRecovery {
+                source: Some(t.cluster(seed, shard)),
+                database: Some(APP_DATABASE.into()),
+                owner: Some(APP_DATABASE.into()),
+                ..ClusterBootstrapRecovery::default()
+            }),
+            ..ClusterBootstrap::default()
+        },
+    };
+    Distributed { external_clusters, replica, bootstrap }
 }
 
 /// `{method: any, number, dataDurability}`.

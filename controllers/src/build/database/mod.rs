@@ -2,7 +2,9 @@
 //!
 //! Contract: pure, built as the kopium types of `crate::cnpg` (typed [`Child`]ren). Per region (`<prefix>` = `<mall>[-<region>]`), in this order:
 //! - with `spec.database.backup`: one Barman Cloud `ObjectStore` `<prefix>-db-backup`, shared by
-//!   the region's shards (each archives below its own Cluster name, see [`backup`]);
+//!   the region's shards (each archives below its own Cluster name, see [`backup`]); in a
+//!   distributed topology ([`topology`]) also the other regions' `ObjectStore`s, once per
+//!   cluster, which the members read each other's archives through;
 //! - per shard `i` (0-based): the CloudNativePG `Cluster` `<prefix>-db-<i>` ([`cluster`]), its
 //!   PgBouncer `Pooler` `<prefix>-db-<i>-pooler-rw` when pooling is enabled ([`pooler`]) and its
 //!   `ScheduledBackup` `<prefix>-db-<i>` with backups ([`backup`]);
@@ -17,6 +19,7 @@ pub mod cluster;
 pub mod pooler;
 pub mod shard;
 pub mod shardmap;
+pub mod topology;
 
 pub use backup::{object_store, scheduled_backup};
 pub use cluster::{cluster, image_name};
@@ -24,7 +27,7 @@ pub use pooler::pooler;
 pub use shard::shard_for;
 pub use shardmap::shard_map;
 
-use super::{BuildError, Child, Scope, names::SHARD_LABEL, network};
+use super::{BuildError, Child, Scope, names::SHARD_LABEL, names::Target, network};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use mall_crds::Mall;
 use serde_json::Value;
@@ -74,6 +77,20 @@ pub fn build(scope: &Scope<'_>) -> Vec<Child> {
     let mut out: Vec<Child> = Vec::new();
     if let Some(backup) = &spec.backup {
         out.push(object_store(scope, backup).into());
+        if topology::Topology::of(scope.mall).is_some() {
+            // Every member reads the other regions' archives: their ObjectStores go here too,
+            // unless that region's own scope puts it in the same cluster.
+            for other in &scope.mall.spec.regions {
+                let target = Target::of(other.cluster.as_ref());
+                let first_here =
+                    scope.mall.spec.regions.iter().find(|r| Target::of(r.cluster.as_ref()) == scope.target);
+                if target != scope.target && first_here.map(|r| r.name.as_str()) == scope.region {
+                    let reader =
+                        Scope { mall: scope.mall, region: Some(other.name.as_str()), target: scope.target.clone() };
+                    out.push(object_store(&reader, backup).into());
+                }
+            }
+        }
     }
     for shard in 0..spec.shards {
         out.push(cluster(scope, shard).into());

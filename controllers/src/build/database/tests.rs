@@ -67,7 +67,8 @@ fn every_example_builds_the_right_objects_with_owner_and_labels() {
         ("minimal.yaml", (1, 1, 1, 0, 0)),
         ("production.yaml", (1, 4, 4, 4, 1)),
         ("double-eleven.yaml", (2, 2, 2, 2, 1)),
-        ("multi-cluster.yaml", (2, 2, 2, 2, 1)),
+        // Each member cluster also holds the other region's ObjectStore (its members read it).
+        ("multi-cluster.yaml", (2, 2, 2, 2, 2)),
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
@@ -214,13 +215,15 @@ fn object_store_is_per_region_with_credentials_compression_encryption_retention(
         json!([{"name": "AWS_DEFAULT_REGION", "value": "eu-central-1"}])
     );
 
-    // Regions: one store each, own folder; encryption defaults to AES256; no region, no env.
+    // Regions: one store each, own folder, and in each member cluster the other region's store
+    // too; encryption defaults to AES256; no region, no env.
     let objects = tier(&example("multi-cluster.yaml")).unwrap();
     let paths: Vec<&str> = of_kind(&objects, "ObjectStore")
         .iter()
         .filter_map(|o| o["spec"]["configuration"]["destinationPath"].as_str())
         .collect();
-    assert_eq!(paths, ["s3://global-shop-backups/pg/eu/", "s3://global-shop-backups/pg/us/"]);
+    let (eu, us) = ("s3://global-shop-backups/pg/eu/", "s3://global-shop-backups/pg/us/");
+    assert_eq!(paths, [eu, us, us, eu]);
     let us = find(&objects, "ObjectStore", "global-shop-us-db-backup");
     assert_eq!(us["spec"]["configuration"]["data"]["encryption"], "AES256");
     assert!(us["spec"].get("instanceSidecarConfiguration").is_none());
@@ -342,4 +345,62 @@ fn autoscaled_clusters_are_marked_and_keep_their_initial_size() {
     assert_eq!(c.metadata.annotations.unwrap()[crate::build::names::AUTOSCALED_ANNOTATION], "spec.instances");
     let storefront_only = mall_from(json!({"autoscaling": {"prometheus": {"url": "http://p:9090"}}}));
     assert_eq!(cluster(&Scope::all(&storefront_only)[0], 0).metadata.annotations, None);
+}
+
+#[test]
+fn regions_form_a_distributed_topology_through_the_object_store() {
+    let objects = tier(&example("multi-cluster.yaml")).unwrap();
+    let eu = find(&objects, "Cluster", "global-shop-eu-db-1");
+    let us = find(&objects, "Cluster", "global-shop-us-db-1");
+    for member in [eu, us] {
+        assert_eq!(member["metadata"]["annotations"]["mallctl.io/failover-epoch"], "0");
+        let names: Vec<&str> =
+            member["spec"]["externalClusters"].as_array().unwrap().iter().filter_map(|e| e["name"].as_str()).collect();
+        assert_eq!(names, ["global-shop-eu-db-1", "global-shop-us-db-1"]);
+        assert_eq!(member["spec"]["replica"]["primary"], "global-shop-eu-db-1");
+    }
+    assert_eq!(
+        us["spec"]["externalClusters"][0]["plugin"],
+        json!({"name": "barman-cloud.cloudnative-pg.io",
+            "parameters": {"barmanObjectName": "global-shop-eu-db-backup", "serverName": "global-shop-eu-db-1"}})
+    );
+    // The initial primary bootstraps with initdb; the standby recovers from it and follows it.
+    assert!(eu["spec"]["bootstrap"]["initdb"].is_object() && eu["spec"]["bootstrap"].get("recovery").is_none());
+    assert_eq!(us["spec"]["bootstrap"]["recovery"]["source"], "global-shop-eu-db-1");
+    assert_eq!(us["spec"]["replica"]["source"], "global-shop-eu-db-1");
+    assert_eq!(us["spec"]["replica"]["self"], "global-shop-us-db-1");
+    assert_eq!(eu["spec"]["replica"]["source"], "global-shop-us-db-1");
+    // Epoch 0: archives keep the plugin's default folder (the Cluster name).
+    assert!(us["spec"]["plugins"][0]["parameters"].get("serverName").is_none());
+    // One-region Malls are unchanged: no replica, no external clusters, no epoch.
+    let single = tier(&example("production.yaml")).unwrap();
+    for cluster in of_kind(&single, "Cluster") {
+        assert!(cluster["spec"].get("replica").is_none() && cluster["spec"].get("externalClusters").is_none());
+        assert!(cluster["metadata"]["annotations"].get("mallctl.io/failover-epoch").is_none());
+    }
+}
+
+#[test]
+fn a_member_rebuilt_after_a_failover_archives_to_a_new_folder_and_recovers_from_the_new_primary() {
+    use mall_crds::status::{MallStatus, RegionStatus};
+    let mut mall = example("multi-cluster.yaml");
+    mall.status = Some(MallStatus {
+        active_region: Some("us".into()),
+        failover_epoch: 1,
+        regions: vec![RegionStatus {
+            name: "eu".into(),
+            server_epoch: 1,
+            seeded_from: Some("us".into()),
+            ..RegionStatus::default()
+        }],
+        ..MallStatus::default()
+    });
+    let objects = tier(&mall).unwrap();
+    let eu = find(&objects, "Cluster", "global-shop-eu-db-0");
+    assert_eq!(eu["spec"]["plugins"][0]["parameters"]["serverName"], "global-shop-eu-db-0-e1");
+    assert_eq!(eu["spec"]["bootstrap"]["recovery"]["source"], "global-shop-us-db-0");
+    assert_eq!(eu["spec"]["replica"]["primary"], "global-shop-us-db-0");
+    assert_eq!(eu["metadata"]["annotations"]["mallctl.io/failover-epoch"], "1");
+    let us = find(&objects, "Cluster", "global-shop-us-db-0");
+    assert_eq!(us["spec"]["externalClusters"][0]["plugin"]["parameters"]["serverName"], "global-shop-eu-db-0-e1");
 }

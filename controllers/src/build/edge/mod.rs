@@ -128,7 +128,7 @@ pub fn deployment(scope: &Scope<'_>, cdn: &CdnSpec) -> Deployment {
         ],
     );
     let template = kinds::pod_template(scope.labels(COMPONENT), annotations, pod);
-    kinds::deployment(scope.meta(scope.name(COMPONENT), COMPONENT), cdn.replicas, selector, template)
+    kinds::deployment(scope.meta(scope.name(COMPONENT), COMPONENT), scope.capacity(cdn.replicas), selector, template)
 }
 
 /// A Kubernetes quantity as a Varnish size (`512Mi` → `512M`, binary units; `k`/`M`/`G` → bytes).
