@@ -85,6 +85,7 @@
 pub mod audit;
 mod cluster;
 pub mod cnpg_sim;
+pub mod cnpg_webhooks;
 pub mod crds;
 mod error;
 pub mod faults;
@@ -101,6 +102,7 @@ pub mod tools;
 
 pub use cluster::{ClusterError, LocalCluster, Ports};
 pub use cnpg_sim::{CnpgSimError, CnpgSimulator, SimulatorOptions};
+pub use cnpg_webhooks::{CnpgWebhooks, CnpgWebhooksError};
 pub use crds::{install_crd_objects, install_crds};
 pub use options::{Options, OptionsError};
 pub use process::ProcessError;
