@@ -19,6 +19,11 @@
 //!   pods, and provisions and binds PersistentVolumes for the default StorageClass
 //!   `kwok-volume`.
 //!
+//! With [`Options::cnpg_webhooks`] (or [`CnpgWebhooks::start`] on a running cluster), the real
+//! CloudNativePG v1.30.1 operator binary also runs, as the judge of every CNPG object written:
+//! its own mutating and validating admission webhooks, its reconcilers confined to an empty
+//! namespace ([`cnpg_webhooks`]).
+//!
 //! Each component runs as the identity of its own client certificate (`localcluster-admin`,
 //! `system:kube-controller-manager`, `system:kube-scheduler`, `system:kwok`, all in
 //! `system:masters`), so the audit log tells them apart; give code under test its own identity

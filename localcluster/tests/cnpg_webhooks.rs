@@ -198,3 +198,24 @@ async fn cloudnative_pg_webhooks_judge_cnpg_objects_on_two_clusters() {
     west_hooks.stop().await.unwrap_or_else(|e| panic!("stop west: {}", chain(&e)));
     assert_eq!(configurations(&west.client()).await, (false, false), "west's configurations after stop");
 }
+
+/// The option hook: the webhooks start with the cluster, judge, and come back after a restart
+/// (a new manager on a new port).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cnpg_webhooks_option_starts_them_with_the_cluster_and_after_restart() {
+    let mut cluster = start(Options::new("cnpg-hooks-opt").index(24).cnpg_webhooks(true)).await;
+    namespace(&cluster.client(), NS, &[]).await;
+    let api = Api::<DynamicObject>::namespaced_with(cluster.client(), NS, &cnpg_resource("Cluster", "clusters"));
+    let first_port = cluster.cnpg_webhooks().expect("webhooks started with the cluster").port();
+    refused(&api, "cnpg-hooks-opt", "two-bootstraps", two_bootstraps(), &["Only one bootstrap method"]).await;
+
+    cluster.restart().await.unwrap_or_else(|e| panic!("restart: {}", chain(&e)));
+    let hooks = cluster.cnpg_webhooks().expect("webhooks after restart");
+    assert!(hooks.is_running(), "the manager runs after restart");
+    eprintln!("webhook port {first_port} before the restart, {} after", hooks.port());
+    refused(&api, "cnpg-hooks-opt", "two-bootstraps", two_bootstraps(), &["Only one bootstrap method"]).await;
+    create(&api, "orders", base_spec()).await.unwrap_or_else(|e| panic!("valid Cluster after restart: {e}"));
+
+    cluster.stop().await.unwrap_or_else(|e| panic!("stop: {}", chain(&e)));
+    assert!(cluster.cnpg_webhooks().is_none(), "stop ends the webhooks");
+}
