@@ -2,7 +2,11 @@
 # Builds the pinned real tools from their official Go modules (hack/tools/*/go.mod + go.sum):
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (k8s.io/kubernetes v1.36.3)
 #   etcd (go.etcd.io/etcd/server/v3 v3.6.16), kwok (sigs.k8s.io/kwok v0.8.0), helm (helm.sh/helm/v3 v3.22.0)
+#   cnpg-manager (CloudNativePG's operator, github.com/cloudnative-pg/cloudnative-pg v1.30.1; its
+#   webhook manifests are read from the Go module cache at run time, localcluster/src/cnpg_webhooks.rs)
 # into a per-user cache keyed by the hash of those go.mod/go.sum files, reusing it when present.
+# (cnpg-manager is keyed by its own stamp file inside that directory, so pinning it did not
+# invalidate the other tools' cache.)
 # Progress goes to stderr; the last line on stdout is the absolute path of the binaries' directory.
 # Environment: MALL_TOOLS_CACHE (default ~/.cache/mall-operator/tools).
 set -euo pipefail
@@ -52,11 +56,33 @@ build() { # build NAME MODULE_DIR EXPECTED_BINARIES... ; runs `go install tool` 
   say "$name: built in $((SECONDS - start)) s"
 }
 
+build_cnpg() { # CloudNativePG's manager, stamped with the hash of hack/tools/cnpg/go.{mod,sum}
+  local dir="$mods/cnpg" stamp="$dest/.cnpg-manager.key" want
+  want=$(cat "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -c1-16)
+  if [ -x "$dest/cnpg-manager" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    say "cnpg: cached"; return 0
+  fi
+  rm -f "$stamp"
+  local tmp; tmp=$(mktemp -d "$root/$key/build.XXXXXX")
+  local start=$SECONDS
+  say "cnpg: building cnpg-manager from cnpg/go.mod (a cold build takes about 6 min; go output follows)"
+  if ! (cd "$dir" && CGO_ENABLED=0 GOBIN="$tmp" GOFLAGS="-mod=readonly -buildvcs=false" \
+        go install -trimpath -ldflags "-s -w" tool) >&2; then
+    rm -rf "$tmp"; die "cnpg: go install failed in $dir (see the go output above)"
+  fi
+  [ -x "$tmp/manager" ] || { rm -rf "$tmp"; die "cnpg: expected binary manager was not produced"; }
+  mv -f "$tmp/manager" "$dest/cnpg-manager"
+  rm -rf "$tmp"
+  echo "$want" >"$stamp"
+  say "cnpg: built in $((SECONDS - start)) s"
+}
+
 say "cache $dest"
 build etcd "$mods/etcd" etcd
 build kwok "$mods/kwok" kwok
 build helm "$mods/helm" helm
 build kubernetes "$mods/kubernetes" kube-apiserver kube-controller-manager kube-scheduler kubectl
+build_cnpg
 
 kubectl_version=$("$dest/kubectl" version --client 2>&1) || true
 case "$kubectl_version" in

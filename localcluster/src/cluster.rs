@@ -27,6 +27,7 @@ use crate::process::kill_all;
 pub struct LocalCluster {
     plane: Plane,
     temp: Option<tempfile::TempDir>,
+    cnpg: Option<crate::cnpg_webhooks::CnpgWebhooks>,
 }
 
 impl std::fmt::Debug for LocalCluster {
@@ -52,7 +53,25 @@ impl LocalCluster {
     /// Starts a cluster and waits until it is ready (see the module documentation).
     pub async fn start(opts: Options) -> Result<LocalCluster, ClusterError> {
         let (plane, temp) = crate::launch::start(opts).await?;
-        Ok(LocalCluster { plane, temp })
+        let mut cluster = LocalCluster { plane, temp, cnpg: None };
+        cluster.start_cnpg_webhooks().await?;
+        Ok(cluster)
+    }
+
+    /// Starts CloudNativePG's webhooks when [`Options::cnpg_webhooks`] asks for them.
+    async fn start_cnpg_webhooks(&mut self) -> Result<(), ClusterError> {
+        if self.plane.opts.cnpg_webhooks {
+            let hooks = crate::cnpg_webhooks::CnpgWebhooks::start(self)
+                .await
+                .map_err(|e| ClusterError::CnpgWebhooks(Box::new(e)))?;
+            self.cnpg = Some(hooks);
+        }
+        Ok(())
+    }
+
+    /// CloudNativePG's webhooks, when started with [`Options::cnpg_webhooks`].
+    pub fn cnpg_webhooks(&mut self) -> Option<&mut crate::cnpg_webhooks::CnpgWebhooks> {
+        self.cnpg.as_mut()
     }
 
     /// The cluster's name.
@@ -200,9 +219,13 @@ impl LocalCluster {
         proxy.kubeconfig_for(token_kubeconfig)
     }
 
-    /// Stops every component in order (kwok, scheduler, controller manager, API server, etcd),
-    /// each with SIGTERM, a timeout, then SIGKILL.
+    /// Stops every component in order (CloudNativePG's webhooks if started with the cluster,
+    /// kwok, scheduler, controller manager, API server, etcd), each with SIGTERM, a timeout,
+    /// then SIGKILL.
     pub async fn stop(&mut self) -> Result<(), ClusterError> {
+        if let Some(mut hooks) = self.cnpg.take() {
+            hooks.stop().await.map_err(|e| ClusterError::CnpgWebhooks(Box::new(e)))?;
+        }
         for (component, timeout) in STOP_ORDER {
             for proc in self.plane.procs.iter_mut().filter(|p| p.component() == component) {
                 proc.stop(timeout).await.map_err(ClusterError::Process)?;
@@ -216,6 +239,8 @@ impl LocalCluster {
 
     /// SIGKILLs every component at once (a region outage). The data directory stays.
     pub fn kill(&mut self) {
+        // Dropping the webhooks kills their manager; their configurations stay in etcd.
+        self.cnpg = None;
         kill_all(self.plane.pgid.take(), &mut self.plane.procs);
         self.plane.procs.clear();
     }
@@ -231,12 +256,14 @@ impl LocalCluster {
         if !self.plane.procs.is_empty() {
             self.stop().await?;
         }
-        crate::launch::launch(&mut self.plane, true).await
+        crate::launch::launch(&mut self.plane, true).await?;
+        self.start_cnpg_webhooks().await
     }
 }
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
+        self.cnpg = None;
         kill_all(self.plane.pgid.take(), &mut self.plane.procs);
         self.plane.procs.clear();
         let keep =

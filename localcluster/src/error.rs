@@ -83,6 +83,10 @@ pub enum ClusterError {
         #[source]
         source: kube::Error,
     },
+    /// CloudNativePG's webhooks ([`crate::Options::cnpg_webhooks`]) could not be started or
+    /// stopped.
+    #[error("CloudNativePG webhooks")]
+    CnpgWebhooks(#[source] Box<crate::cnpg_webhooks::CnpgWebhooksError>),
     /// A blocking helper task panicked.
     #[error("a blocking set-up task failed")]
     Join(#[source] tokio::task::JoinError),

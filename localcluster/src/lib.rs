@@ -19,6 +19,11 @@
 //!   pods, and provisions and binds PersistentVolumes for the default StorageClass
 //!   `kwok-volume`.
 //!
+//! With [`Options::cnpg_webhooks`] (or [`CnpgWebhooks::start`] on a running cluster), the real
+//! CloudNativePG v1.30.1 operator binary also runs, as the judge of every CNPG object written:
+//! its own mutating and validating admission webhooks, its reconcilers confined to an empty
+//! namespace ([`cnpg_webhooks`]).
+//!
 //! Each component runs as the identity of its own client certificate (`localcluster-admin`,
 //! `system:kube-controller-manager`, `system:kube-scheduler`, `system:kwok`, all in
 //! `system:masters`), so the audit log tells them apart; give code under test its own identity
@@ -85,6 +90,7 @@
 pub mod audit;
 mod cluster;
 pub mod cnpg_sim;
+pub mod cnpg_webhooks;
 pub mod crds;
 mod error;
 pub mod faults;
@@ -101,6 +107,7 @@ pub mod tools;
 
 pub use cluster::{ClusterError, LocalCluster, Ports};
 pub use cnpg_sim::{CnpgSimError, CnpgSimulator, SimulatorOptions};
+pub use cnpg_webhooks::{CnpgWebhooks, CnpgWebhooksError};
 pub use crds::{install_crd_objects, install_crds};
 pub use options::{Options, OptionsError};
 pub use process::ProcessError;

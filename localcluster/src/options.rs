@@ -33,6 +33,9 @@ pub struct Options {
     pub apiserver_args: Vec<String>,
     /// Time allowed for the cluster to become ready.
     pub ready_timeout: Duration,
+    /// Start CloudNativePG's own admission webhooks with the cluster (and after each restart);
+    /// see [`crate::cnpg_webhooks`]. Needs `cnpg-manager` in the tools directory.
+    pub cnpg_webhooks: bool,
 }
 
 /// Errors of invalid options.
@@ -58,6 +61,7 @@ impl Default for Options {
             kcm_args: Vec::new(),
             apiserver_args: Vec::new(),
             ready_timeout: Duration::from_secs(60),
+            cnpg_webhooks: false,
         }
     }
 }
@@ -89,6 +93,12 @@ impl Options {
     /// Sets the number of nodes per zone.
     pub fn nodes_per_zone(mut self, n: u32) -> Self {
         self.nodes_per_zone = n;
+        self
+    }
+
+    /// Starts CloudNativePG's admission webhooks with the cluster ([`crate::CnpgWebhooks`]).
+    pub fn cnpg_webhooks(mut self, on: bool) -> Self {
+        self.cnpg_webhooks = on;
         self
     }
 

@@ -96,6 +96,19 @@ impl Proc {
         log: &Path,
         pgid: Option<i32>,
     ) -> Result<Self, ProcessError> {
+        Self::spawn_with_env(component, program, args, &[], log, pgid)
+    }
+
+    /// Like [`Proc::spawn`], with `env` added to (or replacing entries of) the inherited
+    /// environment.
+    pub(crate) fn spawn_with_env(
+        component: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        log: &Path,
+        pgid: Option<i32>,
+    ) -> Result<Self, ProcessError> {
         let open = || {
             OpenOptions::new()
                 .create(true)
@@ -106,7 +119,13 @@ impl Proc {
         let out = open()?;
         let err = open()?;
         let mut command = Command::new(program);
-        command.args(args).stdin(Stdio::null()).stdout(out).stderr(err).process_group(pgid.unwrap_or(0));
+        command
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(pgid.unwrap_or(0));
         let parent = std::process::id();
         // SAFETY: the closure runs between fork and exec; prctl, getppid and _exit are
         // async-signal-safe and it allocates nothing.
