@@ -10,6 +10,7 @@ pub mod build;
 pub mod clusters;
 pub mod cnpg;
 pub mod externaldns;
+pub mod failover;
 pub mod gateway;
 pub mod reconcile;
 pub mod validate;

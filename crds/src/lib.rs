@@ -11,6 +11,7 @@ pub mod cdn;
 pub mod common;
 pub mod database;
 pub mod regions;
+pub mod requests;
 pub mod status;
 pub mod storefront;
 
