@@ -40,9 +40,11 @@
 
 pub mod model;
 pub mod objects;
+pub mod spec;
+pub mod wal;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -53,7 +55,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use model::{ClusterSim, SpecView};
+use model::{ClusterSim, SpecView, WalIo, WalPositions};
+use wal::{ArchiveLocation, WalStore};
 
 /// Field manager and User-Agent of the simulator.
 pub const FIELD_MANAGER: &str = "cnpg-status-simulator";
@@ -96,6 +99,21 @@ pub enum CnpgSimError {
         #[source]
         source: tokio::task::JoinError,
     },
+    /// `positions` named no known Cluster.
+    #[error("no simulated Cluster {cluster} in namespace {namespace}")]
+    NoSuchCluster {
+        /// Namespace.
+        namespace: String,
+        /// Cluster name.
+        cluster: String,
+    },
+    /// The shared object store could not be read or written.
+    #[error("simulated object store")]
+    Archive {
+        /// The cause.
+        #[source]
+        source: wal::WalStoreError,
+    },
     /// `fail_instance` named no known instance.
     #[error("no simulated instance {cluster}-{serial} in namespace {namespace}")]
     NoSuchInstance {
@@ -117,11 +135,26 @@ pub struct SimulatorOptions {
     pub rejoin_after: Duration,
     /// Watch only this namespace (default: all).
     pub namespace: Option<String>,
+    /// The simulated object store: a directory every simulator instance naming it shares (across
+    /// processes and restarts), see [`wal::WalStore`]. `None`: this simulator's memory only.
+    pub object_store_dir: Option<PathBuf>,
+    /// WAL bytes a primary writes per simulated second. Default 16 KiB.
+    pub wal_bytes_per_second: u64,
+    /// Simulated seconds per real second, for the WAL rate and `archive_timeout` (300 makes
+    /// CNPG's default 5min archive_timeout last 1 s). Default 1.
+    pub clock_scale: f64,
 }
 
 impl Default for SimulatorOptions {
     fn default() -> Self {
-        SimulatorOptions { step: Duration::from_millis(200), rejoin_after: Duration::from_secs(1), namespace: None }
+        SimulatorOptions {
+            step: Duration::from_millis(200),
+            rejoin_after: Duration::from_secs(1),
+            namespace: None,
+            object_store_dir: None,
+            wal_bytes_per_second: 16 * 1024,
+            clock_scale: 1.0,
+        }
     }
 }
 
@@ -135,6 +168,7 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, CnpgSim
 
 enum Command {
     Fail { namespace: String, cluster: String, serial: u32, reply: oneshot::Sender<bool> },
+    Positions { namespace: String, cluster: String, reply: oneshot::Sender<Option<WalPositions>> },
 }
 
 /// The running simulator. Dropping it aborts the task.
@@ -172,6 +206,19 @@ impl CnpgSimulator {
             }),
             Err(_) => Err(CnpgSimError::Stopped),
         }
+    }
+
+    /// The WAL positions of Cluster `namespace/cluster` (written, archived, replayed, timeline):
+    /// e.g. what a failover without a token lost is the old primary's `written` minus the new
+    /// primary's `replayed` at promotion.
+    pub async fn positions(&self, namespace: &str, cluster: &str) -> Result<WalPositions, CnpgSimError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Positions { namespace: namespace.to_string(), cluster: cluster.to_string(), reply };
+        self.commands.send(cmd).map_err(|_| CnpgSimError::Stopped)?;
+        rx.await.map_err(|_| CnpgSimError::Stopped)?.ok_or_else(|| CnpgSimError::NoSuchCluster {
+            namespace: namespace.to_string(),
+            cluster: cluster.to_string(),
+        })
     }
 
     /// Stops the task and waits for it.
@@ -224,6 +271,14 @@ async fn run(
     };
     let clusters_api = api("Cluster");
     let poolers_api = api("Pooler");
+    let store = WalStore::new(opts.object_store_dir.clone());
+    let stores_api = match &opts.namespace {
+        Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &object_store_resource()),
+        None => Api::<DynamicObject>::all_with(client.clone(), &object_store_resource()),
+    };
+    // ObjectStore `namespace/name` -> `spec.configuration.destinationPath`.
+    let mut destinations: BTreeMap<Key, String> = BTreeMap::new();
+    let mut object_stores = watcher(stores_api, watcher::Config::default()).default_backoff().boxed();
     let mut clusters = watcher(clusters_api, watcher::Config::default()).default_backoff().boxed();
     let mut poolers = watcher(poolers_api, watcher::Config::default()).default_backoff().boxed();
     let mut tracked: BTreeMap<Key, Tracked> = BTreeMap::new();
@@ -244,6 +299,24 @@ async fn run(
                         .is_some_and(|t| t.sim.fail_instance(serial, Instant::now()));
                     let _ = reply.send(ok);
                 }
+                Command::Positions { namespace, cluster, reply } => {
+                    let _ = reply.send(tracked.get(&(namespace, cluster)).map(|t| t.sim.positions()));
+                }
+            },
+            Some(event) = object_stores.next() => match event {
+                Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                    let path = obj.data["spec"]["configuration"]["destinationPath"].as_str().map(str::to_string);
+                    if let (Some(key), Some(path)) = (key_of(&obj), path) {
+                        destinations.insert(key, path);
+                    }
+                }
+                Ok(watcher::Event::Delete(obj)) => {
+                    if let Some(key) = key_of(&obj) {
+                        destinations.remove(&key);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "CNPG simulator: ObjectStore watch error"),
             },
             Some(event) = clusters.next() => match event {
                 Ok(watcher::Event::Init) => relisted.clear(),
@@ -308,7 +381,25 @@ async fn run(
                     }
                     let Some(t) = tracked.get_mut(key) else { continue };
                     let spec = SpecView::from_object(&t.object.data);
-                    let Some(status) = t.sim.step(&spec, Instant::now(), opts.rejoin_after) else { continue };
+                    let locate = |a: &Option<spec::ArchiveRef>| {
+                        let a = a.as_ref()?;
+                        let path = destinations.get(&(key.0.clone(), a.object_store.clone()))?;
+                        Some(ArchiveLocation { destination_path: path.clone(), server_name: a.server_name.clone() })
+                    };
+                    let (own, source) = (locate(&spec.archive), locate(&spec.source_archive));
+                    let read = |loc: &Option<ArchiveLocation>| loc.as_ref().and_then(|l| logged(store.read(l)).flatten());
+                    let mut io = WalIo {
+                        followed: read(&source),
+                        own: read(&own),
+                        bytes_per_second: opts.wal_bytes_per_second,
+                        clock_scale: opts.clock_scale,
+                        ..WalIo::default()
+                    };
+                    let status = t.sim.step_wal(&spec, Instant::now(), opts.rejoin_after, &mut io);
+                    if let (Some(loc), Some(state)) = (&own, io.archive.take()) {
+                        logged(store.write(loc, &state));
+                    }
+                    let Some(status) = status else { continue };
                     t.busy = true;
                     launched += 1;
                     let write = write_step(client.clone(), t.object.clone(), !t.objects_done, status);
@@ -319,6 +410,20 @@ async fn run(
             }
         }
     }
+}
+
+fn object_store_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("barmancloud.cnpg.io", "v1", "ObjectStore"))
+}
+
+/// The value of an object-store access; an error is logged (the next tick retries).
+fn logged<T>(result: Result<T, wal::WalStoreError>) -> Option<T> {
+    result
+        .map_err(|source| {
+            let e = CnpgSimError::Archive { source };
+            tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "CNPG simulator archive");
+        })
+        .ok()
 }
 
 /// Records the newest version of a Cluster; a new uid starts a new simulation.
