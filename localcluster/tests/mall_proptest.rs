@@ -56,7 +56,9 @@ fn seed() -> u64 {
             let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos());
             nanos.map(|n| n as u64 ^ u64::from(std::process::id())).unwrap_or(1)
         }
-        Ok(text) => text.parse().unwrap_or_else(|_| panic!("MALL_PROPTEST_SEED={text:?} is neither a u64 nor `random`")),
+        Ok(text) => {
+            text.parse().unwrap_or_else(|_| panic!("MALL_PROPTEST_SEED={text:?} is neither a u64 nor `random`"))
+        }
     }
 }
 
@@ -185,9 +187,8 @@ fn generated_specs_never_panic_name_their_fields_and_get_the_same_verdict_offlin
             return Ok(());
         }
         let offline = validator(&schema, &object, None);
-        let answer = runtime.block_on(async {
-            tokio::time::timeout(ANSWER_TIMEOUT, apply_escaped(&client, NS, &object, true)).await
-        });
+        let answer = runtime
+            .block_on(async { tokio::time::timeout(ANSWER_TIMEOUT, apply_escaped(&client, NS, &object, true)).await });
         let Ok(answer) = answer else {
             return Err(TestCaseError::fail(format!(
                 "the API server did not answer in {ANSWER_TIMEOUT:?}\n  spec: {}",

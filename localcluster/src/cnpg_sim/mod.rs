@@ -380,7 +380,7 @@ async fn run(
                         break;
                     }
                     let Some(t) = tracked.get_mut(key) else { continue };
-                    let spec = SpecView::from_object(&t.object.data);
+                    let spec = SpecView::from_cluster(&t.object);
                     let locate = |a: &Option<spec::ArchiveRef>| {
                         let a = a.as_ref()?;
                         let path = destinations.get(&(key.0.clone(), a.object_store.clone()))?;

@@ -75,10 +75,27 @@ fn plugin_archive(plugin: &Value, cluster_name: &str) -> Option<ArchiveRef> {
 }
 
 impl SpecView {
-    /// Reads a Cluster object's JSON (a `DynamicObject`'s `data`; `metadata` included).
+    /// Reads a Cluster object's JSON (`metadata` included when present).
     pub fn from_object(data: &Value) -> SpecView {
-        let spec = &data["spec"];
-        let name = data["metadata"]["name"].as_str().unwrap_or_default();
+        let metadata = &data["metadata"];
+        SpecView::parse(
+            metadata["name"].as_str().unwrap_or_default(),
+            metadata["annotations"][FENCED_ANNOTATION].as_str(),
+            &data["spec"],
+        )
+    }
+
+    /// Reads a watched Cluster (its `metadata` is not in `data`).
+    pub fn from_cluster(obj: &kube::api::DynamicObject) -> SpecView {
+        let annotations = obj.metadata.annotations.as_ref();
+        SpecView::parse(
+            obj.metadata.name.as_deref().unwrap_or_default(),
+            annotations.and_then(|a| a.get(FENCED_ANNOTATION)).map(String::as_str),
+            &obj.data["spec"],
+        )
+    }
+
+    fn parse(name: &str, fenced: Option<&str>, spec: &Value) -> SpecView {
         let instances = spec["instances"].as_u64().map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX));
         let plugins = spec["plugins"].as_array().cloned().unwrap_or_default();
         let archiver = plugins
@@ -99,10 +116,7 @@ impl SpecView {
             .as_array()
             .and_then(|ecs| ecs.iter().find(|ec| ec["name"].as_str() == Some(source)))
             .and_then(|ec| plugin_archive(&ec["plugin"], name));
-        let fenced = data["metadata"]["annotations"][FENCED_ANNOTATION]
-            .as_str()
-            .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
-            .unwrap_or_default();
+        let fenced = fenced.and_then(|s| serde_json::from_str::<Vec<String>>(s).ok()).unwrap_or_default();
         SpecView {
             instances,
             wal_archiver: archiver.is_some() || in_tree,
