@@ -23,11 +23,24 @@
 //! - `Ready` mirrors the phase on every write; `ContinuousArchiving=True` once a primary runs
 //!   when the spec has a WAL archiver (plugin `isWALArchiver: true` or in-tree barmanObjectStore);
 //! - the `<c>-app` Secret and `<c>-rw`/`-ro`/`-r` Services, owned by the Cluster ([`objects`]);
-//! - a Pooler's `status.instances` = `spec.instances` and `status.phase` active/paused.
+//! - a Pooler's `status.instances` = `spec.instances` and `status.phase` active/paused;
+//! - distributed topology ([`model`]'s `topology`, facts §5): a Cluster whose `spec.replica`
+//!   makes it a replica cluster bootstraps from the archive `bootstrap.recovery.source` names and
+//!   replays the archive `replica.source` names; a primary writes WAL at
+//!   [`SimulatorOptions::wal_bytes_per_second`] and archives it at segment boundaries and on
+//!   `archive_timeout`, into an object store shared by every simulator given the same
+//!   [`SimulatorOptions::object_store_dir`] ([`wal`]; ObjectStores `barmancloud.cnpg.io/v1` are
+//!   watched for their `destinationPath`); spec turned replica -> demotion
+//!   (`ReplicaClusterSwitch`, `switchReplicaClusterStatus.inProgress`, `status.demotionToken`);
+//!   spec turned primary with a `promotionToken` -> "Promoting to primary cluster" until the token
+//!   LSN is replayed (or "Cluster is unrecoverable and needs manual intervention"), without one
+//!   -> promotion at once; [`CnpgSimulator::positions`] gives written/archived/replayed LSNs;
+//! - `cnpg.io/fencedInstances`: those instances are not Ready and a fenced primary writes no WAL.
 //!
 //! Status is written by server-side apply on `/status`, field manager [`FIELD_MANAGER`]; build
 //! the client with [`client_from_kubeconfig`] so requests carry User-Agent [`FIELD_MANAGER`].
-//! State lives in memory; a restarted simulator rebuilds it from the written status.
+//! State lives in memory; a restarted simulator rebuilds it from the written status and, for the
+//! WAL, from the Cluster's own archive (WAL written but not archived is then lost).
 //! Clusters step independently: each tick, every Cluster whose previous write has landed takes
 //! its next step, and the writes run concurrently (bounded), so many Clusters progress as fast
 //! as a few (CloudNativePG's controller, too, reconciles several Clusters at once).
@@ -35,11 +48,16 @@
 //! ends on [`CnpgSimulator::stop`] or drop.
 //!
 //! Not simulated: pods, PVCs, jobs, PDBs, the `-ca`/`-server`/`-replication`/`-superuser`
-//! Secrets, switchover requests, fencing, hibernation, replica clusters, backups, failover
-//! quorum and delays.
+//! Secrets, in-cluster switchover requests (`kubectl cnpg promote`), hibernation, backups
+//! (Backup/ScheduledBackup status), failover quorum and delays, streaming replication
+//! (replicas follow the archive only), `pg_basebackup` bootstrap, `minApplyDelay`, the
+//! empty-archive check of a new cluster, the fencing annotation CNPG itself adds while
+//! demoting (the simulator fences internally), the rebuild of a diverged former primary (its
+//! replay just stops), and WAL content (LSNs only; archiving is instantaneous).
 
 pub mod model;
 pub mod objects;
+mod pooler;
 pub mod spec;
 pub mod wal;
 
@@ -337,7 +355,7 @@ async fn run(
             },
             Some(event) = poolers.next() => match event {
                 Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
-                    pooler_writes.push(pooler_status(client.clone(), obj).boxed());
+                    pooler_writes.push(pooler::pooler_status(client.clone(), obj).boxed());
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "CNPG simulator: Pooler watch error"),
@@ -461,31 +479,4 @@ async fn write_step(
         .await
         .map_err(|source| CnpgSimError::Status { object: format!("Cluster {ns}/{name}"), source })?;
     Ok(status)
-}
-
-/// C:internal/controller/pooler_status.go: `instances` from the Deployment's replicas (here
-/// `spec.instances`, default 1), phase `paused` while `spec.pgbouncer.paused`, else `active`.
-async fn pooler_status(client: kube::Client, obj: DynamicObject) -> Result<(), CnpgSimError> {
-    let (Some(ns), Some(name)) = (obj.metadata.namespace.clone(), obj.metadata.name.clone()) else { return Ok(()) };
-    let spec = &obj.data["spec"];
-    let instances = spec["instances"].as_i64().unwrap_or(1);
-    let (phase, reason) = if spec["pgbouncer"]["paused"].as_bool() == Some(true) {
-        ("paused", "pgbouncer is paused")
-    } else {
-        ("active", "")
-    };
-    let status = &obj.data["status"];
-    if status["instances"].as_i64() == Some(instances) && status["phase"].as_str() == Some(phase) {
-        return Ok(());
-    }
-    let mut body = json!({"instances": instances, "phase": phase});
-    if !reason.is_empty() {
-        body["phaseReason"] = json!(reason);
-    }
-    let patch = json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Pooler", "status": body});
-    let api = Api::<DynamicObject>::namespaced_with(client, &ns, &resource("Pooler"));
-    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|source| CnpgSimError::Status { object: format!("Pooler {ns}/{name}"), source })?;
-    Ok(())
 }

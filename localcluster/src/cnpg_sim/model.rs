@@ -5,7 +5,10 @@
 //! the spec through [`SpecView`] and never touches the API. Like CloudNativePG's reconciler, a
 //! pass first takes the counts (`instances`, `readyInstances`, `instancesStatus`,
 //! `instanceNames`: C:internal/controller/cluster_status.go `updateResourceStatus`) and then acts,
-//! so those counts lag the action by one pass, as they do in CNPG.
+//! so those counts lag the action by one pass, as they do in CNPG. [`ClusterSim::step_wal`] is
+//! the same pass with the WAL and the distributed topology (submodule `topology`): the caller
+//! hands in the archive the Cluster follows and writes back the one it archives to ([`WalIo`]);
+//! [`ClusterSim::step`] is `step_wal` without an object store.
 //!
 //! `C:` = `github.com/cloudnative-pg/cloudnative-pg@v1.30.1/` in the Go module cache.
 

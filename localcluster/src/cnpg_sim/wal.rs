@@ -137,7 +137,10 @@ fn escape(s: &str) -> String {
             out.push_str(&format!("%{b:02X}"));
         }
     }
-    if out.starts_with('.') { format!("%2E{}", &out[1..]) } else { out }
+    match out.strip_prefix('.') {
+        Some(rest) => format!("%2E{rest}"),
+        None => out,
+    }
 }
 
 impl WalStore {
