@@ -23,11 +23,24 @@
 //! - `Ready` mirrors the phase on every write; `ContinuousArchiving=True` once a primary runs
 //!   when the spec has a WAL archiver (plugin `isWALArchiver: true` or in-tree barmanObjectStore);
 //! - the `<c>-app` Secret and `<c>-rw`/`-ro`/`-r` Services, owned by the Cluster ([`objects`]);
-//! - a Pooler's `status.instances` = `spec.instances` and `status.phase` active/paused.
+//! - a Pooler's `status.instances` = `spec.instances` and `status.phase` active/paused;
+//! - distributed topology ([`model`]'s `topology`, facts §5): a Cluster whose `spec.replica`
+//!   makes it a replica cluster bootstraps from the archive `bootstrap.recovery.source` names and
+//!   replays the archive `replica.source` names; a primary writes WAL at
+//!   [`SimulatorOptions::wal_bytes_per_second`] and archives it at segment boundaries and on
+//!   `archive_timeout`, into an object store shared by every simulator given the same
+//!   [`SimulatorOptions::object_store_dir`] ([`wal`]; ObjectStores `barmancloud.cnpg.io/v1` are
+//!   watched for their `destinationPath`); spec turned replica -> demotion
+//!   (`ReplicaClusterSwitch`, `switchReplicaClusterStatus.inProgress`, `status.demotionToken`);
+//!   spec turned primary with a `promotionToken` -> "Promoting to primary cluster" until the token
+//!   LSN is replayed (or "Cluster is unrecoverable and needs manual intervention"), without one
+//!   -> promotion at once; [`CnpgSimulator::positions`] gives written/archived/replayed LSNs;
+//! - `cnpg.io/fencedInstances`: those instances are not Ready and a fenced primary writes no WAL.
 //!
 //! Status is written by server-side apply on `/status`, field manager [`FIELD_MANAGER`]; build
 //! the client with [`client_from_kubeconfig`] so requests carry User-Agent [`FIELD_MANAGER`].
-//! State lives in memory; a restarted simulator rebuilds it from the written status.
+//! State lives in memory; a restarted simulator rebuilds it from the written status and, for the
+//! WAL, from the Cluster's own archive (WAL written but not archived is then lost).
 //! Clusters step independently: each tick, every Cluster whose previous write has landed takes
 //! its next step, and the writes run concurrently (bounded), so many Clusters progress as fast
 //! as a few (CloudNativePG's controller, too, reconciles several Clusters at once).
@@ -35,14 +48,21 @@
 //! ends on [`CnpgSimulator::stop`] or drop.
 //!
 //! Not simulated: pods, PVCs, jobs, PDBs, the `-ca`/`-server`/`-replication`/`-superuser`
-//! Secrets, switchover requests, fencing, hibernation, replica clusters, backups, failover
-//! quorum and delays.
+//! Secrets, in-cluster switchover requests (`kubectl cnpg promote`), hibernation, backups
+//! (Backup/ScheduledBackup status), failover quorum and delays, streaming replication
+//! (replicas follow the archive only), `pg_basebackup` bootstrap, `minApplyDelay`, the
+//! empty-archive check of a new cluster, the fencing annotation CNPG itself adds while
+//! demoting (the simulator fences internally), the rebuild of a diverged former primary (its
+//! replay just stops), and WAL content (LSNs only; archiving is instantaneous).
 
 pub mod model;
 pub mod objects;
+mod pooler;
+pub mod spec;
+pub mod wal;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -53,7 +73,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use model::{ClusterSim, SpecView};
+use model::{ClusterSim, SpecView, WalIo, WalPositions};
+use wal::{ArchiveLocation, WalStore};
 
 /// Field manager and User-Agent of the simulator.
 pub const FIELD_MANAGER: &str = "cnpg-status-simulator";
@@ -96,6 +117,21 @@ pub enum CnpgSimError {
         #[source]
         source: tokio::task::JoinError,
     },
+    /// `positions` named no known Cluster.
+    #[error("no simulated Cluster {cluster} in namespace {namespace}")]
+    NoSuchCluster {
+        /// Namespace.
+        namespace: String,
+        /// Cluster name.
+        cluster: String,
+    },
+    /// The shared object store could not be read or written.
+    #[error("simulated object store")]
+    Archive {
+        /// The cause.
+        #[source]
+        source: wal::WalStoreError,
+    },
     /// `fail_instance` named no known instance.
     #[error("no simulated instance {cluster}-{serial} in namespace {namespace}")]
     NoSuchInstance {
@@ -117,11 +153,26 @@ pub struct SimulatorOptions {
     pub rejoin_after: Duration,
     /// Watch only this namespace (default: all).
     pub namespace: Option<String>,
+    /// The simulated object store: a directory every simulator instance naming it shares (across
+    /// processes and restarts), see [`wal::WalStore`]. `None`: this simulator's memory only.
+    pub object_store_dir: Option<PathBuf>,
+    /// WAL bytes a primary writes per simulated second. Default 16 KiB.
+    pub wal_bytes_per_second: u64,
+    /// Simulated seconds per real second, for the WAL rate and `archive_timeout` (300 makes
+    /// CNPG's default 5min archive_timeout last 1 s). Default 1.
+    pub clock_scale: f64,
 }
 
 impl Default for SimulatorOptions {
     fn default() -> Self {
-        SimulatorOptions { step: Duration::from_millis(200), rejoin_after: Duration::from_secs(1), namespace: None }
+        SimulatorOptions {
+            step: Duration::from_millis(200),
+            rejoin_after: Duration::from_secs(1),
+            namespace: None,
+            object_store_dir: None,
+            wal_bytes_per_second: 16 * 1024,
+            clock_scale: 1.0,
+        }
     }
 }
 
@@ -135,6 +186,7 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, CnpgSim
 
 enum Command {
     Fail { namespace: String, cluster: String, serial: u32, reply: oneshot::Sender<bool> },
+    Positions { namespace: String, cluster: String, reply: oneshot::Sender<Option<WalPositions>> },
 }
 
 /// The running simulator. Dropping it aborts the task.
@@ -172,6 +224,19 @@ impl CnpgSimulator {
             }),
             Err(_) => Err(CnpgSimError::Stopped),
         }
+    }
+
+    /// The WAL positions of Cluster `namespace/cluster` (written, archived, replayed, timeline):
+    /// e.g. what a failover without a token lost is the old primary's `written` minus the new
+    /// primary's `replayed` at promotion.
+    pub async fn positions(&self, namespace: &str, cluster: &str) -> Result<WalPositions, CnpgSimError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Positions { namespace: namespace.to_string(), cluster: cluster.to_string(), reply };
+        self.commands.send(cmd).map_err(|_| CnpgSimError::Stopped)?;
+        rx.await.map_err(|_| CnpgSimError::Stopped)?.ok_or_else(|| CnpgSimError::NoSuchCluster {
+            namespace: namespace.to_string(),
+            cluster: cluster.to_string(),
+        })
     }
 
     /// Stops the task and waits for it.
@@ -224,6 +289,14 @@ async fn run(
     };
     let clusters_api = api("Cluster");
     let poolers_api = api("Pooler");
+    let store = WalStore::new(opts.object_store_dir.clone());
+    let stores_api = match &opts.namespace {
+        Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &object_store_resource()),
+        None => Api::<DynamicObject>::all_with(client.clone(), &object_store_resource()),
+    };
+    // ObjectStore `namespace/name` -> `spec.configuration.destinationPath`.
+    let mut destinations: BTreeMap<Key, String> = BTreeMap::new();
+    let mut object_stores = watcher(stores_api, watcher::Config::default()).default_backoff().boxed();
     let mut clusters = watcher(clusters_api, watcher::Config::default()).default_backoff().boxed();
     let mut poolers = watcher(poolers_api, watcher::Config::default()).default_backoff().boxed();
     let mut tracked: BTreeMap<Key, Tracked> = BTreeMap::new();
@@ -244,6 +317,24 @@ async fn run(
                         .is_some_and(|t| t.sim.fail_instance(serial, Instant::now()));
                     let _ = reply.send(ok);
                 }
+                Command::Positions { namespace, cluster, reply } => {
+                    let _ = reply.send(tracked.get(&(namespace, cluster)).map(|t| t.sim.positions()));
+                }
+            },
+            Some(event) = object_stores.next() => match event {
+                Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                    let path = obj.data["spec"]["configuration"]["destinationPath"].as_str().map(str::to_string);
+                    if let (Some(key), Some(path)) = (key_of(&obj), path) {
+                        destinations.insert(key, path);
+                    }
+                }
+                Ok(watcher::Event::Delete(obj)) => {
+                    if let Some(key) = key_of(&obj) {
+                        destinations.remove(&key);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "CNPG simulator: ObjectStore watch error"),
             },
             Some(event) = clusters.next() => match event {
                 Ok(watcher::Event::Init) => relisted.clear(),
@@ -264,7 +355,7 @@ async fn run(
             },
             Some(event) = poolers.next() => match event {
                 Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
-                    pooler_writes.push(pooler_status(client.clone(), obj).boxed());
+                    pooler_writes.push(pooler::pooler_status(client.clone(), obj).boxed());
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "CNPG simulator: Pooler watch error"),
@@ -307,8 +398,26 @@ async fn run(
                         break;
                     }
                     let Some(t) = tracked.get_mut(key) else { continue };
-                    let spec = SpecView::from_object(&t.object.data);
-                    let Some(status) = t.sim.step(&spec, Instant::now(), opts.rejoin_after) else { continue };
+                    let spec = SpecView::from_cluster(&t.object);
+                    let locate = |a: &Option<spec::ArchiveRef>| {
+                        let a = a.as_ref()?;
+                        let path = destinations.get(&(key.0.clone(), a.object_store.clone()))?;
+                        Some(ArchiveLocation { destination_path: path.clone(), server_name: a.server_name.clone() })
+                    };
+                    let (own, source) = (locate(&spec.archive), locate(&spec.source_archive));
+                    let read = |loc: &Option<ArchiveLocation>| loc.as_ref().and_then(|l| logged(store.read(l)).flatten());
+                    let mut io = WalIo {
+                        followed: read(&source),
+                        own: read(&own),
+                        bytes_per_second: opts.wal_bytes_per_second,
+                        clock_scale: opts.clock_scale,
+                        ..WalIo::default()
+                    };
+                    let status = t.sim.step_wal(&spec, Instant::now(), opts.rejoin_after, &mut io);
+                    if let (Some(loc), Some(state)) = (&own, io.archive.take()) {
+                        logged(store.write(loc, &state));
+                    }
+                    let Some(status) = status else { continue };
                     t.busy = true;
                     launched += 1;
                     let write = write_step(client.clone(), t.object.clone(), !t.objects_done, status);
@@ -319,6 +428,20 @@ async fn run(
             }
         }
     }
+}
+
+fn object_store_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("barmancloud.cnpg.io", "v1", "ObjectStore"))
+}
+
+/// The value of an object-store access; an error is logged (the next tick retries).
+fn logged<T>(result: Result<T, wal::WalStoreError>) -> Option<T> {
+    result
+        .map_err(|source| {
+            let e = CnpgSimError::Archive { source };
+            tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "CNPG simulator archive");
+        })
+        .ok()
 }
 
 /// Records the newest version of a Cluster; a new uid starts a new simulation.
@@ -356,31 +479,4 @@ async fn write_step(
         .await
         .map_err(|source| CnpgSimError::Status { object: format!("Cluster {ns}/{name}"), source })?;
     Ok(status)
-}
-
-/// C:internal/controller/pooler_status.go: `instances` from the Deployment's replicas (here
-/// `spec.instances`, default 1), phase `paused` while `spec.pgbouncer.paused`, else `active`.
-async fn pooler_status(client: kube::Client, obj: DynamicObject) -> Result<(), CnpgSimError> {
-    let (Some(ns), Some(name)) = (obj.metadata.namespace.clone(), obj.metadata.name.clone()) else { return Ok(()) };
-    let spec = &obj.data["spec"];
-    let instances = spec["instances"].as_i64().unwrap_or(1);
-    let (phase, reason) = if spec["pgbouncer"]["paused"].as_bool() == Some(true) {
-        ("paused", "pgbouncer is paused")
-    } else {
-        ("active", "")
-    };
-    let status = &obj.data["status"];
-    if status["instances"].as_i64() == Some(instances) && status["phase"].as_str() == Some(phase) {
-        return Ok(());
-    }
-    let mut body = json!({"instances": instances, "phase": phase});
-    if !reason.is_empty() {
-        body["phaseReason"] = json!(reason);
-    }
-    let patch = json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Pooler", "status": body});
-    let api = Api::<DynamicObject>::namespaced_with(client, &ns, &resource("Pooler"));
-    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|source| CnpgSimError::Status { object: format!("Pooler {ns}/{name}"), source })?;
-    Ok(())
 }

@@ -5,7 +5,10 @@
 //! the spec through [`SpecView`] and never touches the API. Like CloudNativePG's reconciler, a
 //! pass first takes the counts (`instances`, `readyInstances`, `instancesStatus`,
 //! `instanceNames`: C:internal/controller/cluster_status.go `updateResourceStatus`) and then acts,
-//! so those counts lag the action by one pass, as they do in CNPG.
+//! so those counts lag the action by one pass, as they do in CNPG. [`ClusterSim::step_wal`] is
+//! the same pass with the WAL and the distributed topology (submodule `topology`): the caller
+//! hands in the archive the Cluster follows and writes back the one it archives to ([`WalIo`]);
+//! [`ClusterSim::step`] is `step_wal` without an object store.
 //!
 //! `C:` = `github.com/cloudnative-pg/cloudnative-pg@v1.30.1/` in the Go module cache.
 
@@ -14,6 +17,12 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::{Value, json};
+
+pub use super::spec::SpecView;
+
+#[path = "topology.rs"]
+mod topology;
+pub use topology::{PHASE_PROMOTING, PHASE_UNRECOVERABLE, Role, WalIo, WalPositions};
 
 /// Phase constants, C:api/v1/cluster_types.go.
 pub const PHASE_HEALTHY: &str = "Cluster in healthy state";
@@ -27,29 +36,6 @@ pub const PHASE_FAILOVER: &str = "Failing over";
 pub const PHASE_WAITING: &str = "Waiting for the instances to become active";
 /// `PendingFailoverMarker`, C:api/v1/cluster_types.go.
 pub const PENDING_FAILOVER: &str = "pending";
-
-/// What the simulator reads from a Cluster's spec.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecView {
-    /// `spec.instances` (CRD default 1).
-    pub instances: u32,
-    /// A WAL archiver is configured: a `spec.plugins[]` entry with `isWALArchiver: true` (not
-    /// `enabled: false`), or the in-tree `spec.backup.barmanObjectStore`.
-    pub wal_archiver: bool,
-}
-
-impl SpecView {
-    /// Reads `spec` from a Cluster object's JSON (a `DynamicObject`'s `data`).
-    pub fn from_object(data: &Value) -> SpecView {
-        let spec = &data["spec"];
-        let instances = spec["instances"].as_u64().map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX));
-        let plugin_archiver = spec["plugins"].as_array().is_some_and(|plugins| {
-            plugins.iter().any(|p| p["isWALArchiver"].as_bool() == Some(true) && p["enabled"].as_bool() != Some(false))
-        });
-        let in_tree = spec["backup"]["barmanObjectStore"].is_object();
-        SpecView { instances, wal_archiver: plugin_archiver || in_tree }
-    }
-}
 
 /// One simulated instance (a PVC group and its pod).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +72,13 @@ pub struct ClusterSim {
     phase: Option<(String, String)>,
     conditions: Vec<Condition>,
     last_written: Option<Value>,
+    /// Primary or replica cluster; `None` until the first bootstrapped pass reads the spec.
+    role: Option<Role>,
+    /// The replica-cluster switch (demotion) in progress.
+    switch: Option<topology::SwitchStage>,
+    demotion_token: Option<String>,
+    last_promotion_token: Option<String>,
+    wal: topology::Wal,
 }
 
 /// Counts taken at the start of a pass.
@@ -111,6 +104,11 @@ impl ClusterSim {
             phase: None,
             conditions: Vec::new(),
             last_written: None,
+            role: None,
+            switch: None,
+            demotion_token: None,
+            last_promotion_token: None,
+            wal: topology::Wal::default(),
         }
     }
 
@@ -137,6 +135,8 @@ impl ClusterSim {
             sim.phase = Some((phase.to_string(), status["phaseReason"].as_str().unwrap_or_default().to_string()));
         }
         sim.conditions = serde_json::from_value(status["conditions"].clone()).unwrap_or_default();
+        sim.demotion_token = status["demotionToken"].as_str().map(str::to_string);
+        sim.last_promotion_token = status["lastPromotionToken"].as_str().map(str::to_string);
         sim
     }
 
@@ -167,14 +167,17 @@ impl ClusterSim {
         }
     }
 
-    fn counts(&self) -> Counts {
+    fn counts(&self, spec: &SpecView) -> Counts {
         // C:api/v1/base_funcs.go: `healthy` = Ready pods, `replicating` = running, not Ready;
         // `instances` counts PVC groups, not pods (C:api/v1/cluster_types.go `Instances`).
         let mut c =
             Counts { instances: self.instances.len(), ready: 0, healthy: vec![], replicating: vec![], names: vec![] };
         for (serial, inst) in &self.instances {
             let name = self.instance_name(*serial);
+            // A fenced instance (annotation, or all of them during a demotion) runs, not Ready.
+            let fenced = spec.is_fenced(&name) || self.switch.is_some();
             match inst {
+                Instance::Ready if fenced => c.replicating.push(name.clone()),
                 Instance::Ready => {
                     c.ready += 1;
                     c.healthy.push(name.clone());
@@ -205,16 +208,32 @@ impl ClusterSim {
     /// One pass. `Some(status)` when a status write is due (the caller skips a write equal to
     /// the last one it made, see [`ClusterSim::mark_written`]).
     pub fn step(&mut self, spec: &SpecView, now: Instant, rejoin_after: Duration) -> Option<Value> {
+        self.step_wal(spec, now, rejoin_after, &mut WalIo::default())
+    }
+
+    /// [`ClusterSim::step`] with the WAL: `io` carries the archive the Cluster follows and
+    /// receives the state to write to its own archive (see [`WalIo`]).
+    pub fn step_wal(&mut self, spec: &SpecView, now: Instant, rejoin_after: Duration, io: &mut WalIo) -> Option<Value> {
         self.instance_side_recovery(now, rejoin_after);
-        let counts = self.counts();
+        let counts = self.counts(spec);
         if !self.started {
             // First reconcile: `updateResourceStatus` writes Initialized=False/BootstrapPending,
             // then `createPostgresClusterObjects` makes the secrets and services
             // (C:internal/controller/cluster_status.go, cluster_create.go).
             self.started = true;
-        } else if !self.operator_pass(spec) {
-            self.instance_side_activation();
+        } else {
+            // The replica-cluster switch and promotion run before the rest of the reconcile
+            // (C:internal/controller/cluster_controller.go: `ShouldPromoteFromReplicaCluster`,
+            // then `replicaclusterswitch.Reconcile`).
+            let acted = match self.topology_pass(spec, now) {
+                Some(acted) => acted,
+                None => self.operator_pass(spec),
+            };
+            if !acted {
+                self.instance_side_activation(spec, io, now);
+            }
         }
+        self.advance_wal(spec, io, now);
         let status = self.render(&counts, spec);
         (self.last_written.as_ref() != Some(&status)).then_some(status)
     }
@@ -345,13 +364,20 @@ impl ClusterSim {
     /// Pod side: the one Pending pod becomes Ready once the "Waiting" phase is registered
     /// (kwok-like). The first primary takes the Lease, sets currentPrimary and timeline 1
     /// (facts file §1 "Orderings").
-    fn instance_side_activation(&mut self) {
+    /// With `bootstrap.recovery` the first instance waits until the source archive exists.
+    fn instance_side_activation(&mut self, spec: &SpecView, io: &WalIo, now: Instant) {
         let Some((&serial, _)) = self.instances.iter().find(|(_, i)| **i == Instance::Pending) else { return };
-        self.instances.insert(serial, Instance::Ready);
         if self.current_primary.is_none() && self.target == Target::Serial(serial) {
+            if !self.bootstrap_wal(spec, io, now) {
+                return;
+            }
             self.current_primary = Some(serial);
-            self.timeline = 1;
         }
+        self.instances.insert(serial, Instance::Ready);
+    }
+
+    fn remove_condition(&mut self, type_: &str) {
+        self.conditions.retain(|c| c.type_ != type_);
     }
 
     fn set_condition(&mut self, type_: &str, status: bool, reason: &str, message: &str) {
@@ -438,6 +464,17 @@ impl ClusterSim {
         if self.timeline > 0 {
             status["timelineID"] = json!(self.timeline);
         }
+        // C:api/v1/cluster_types.go `demotionToken`, `lastPromotionToken`,
+        // `switchReplicaClusterStatus`.
+        if let Some(token) = &self.demotion_token {
+            status["demotionToken"] = json!(token);
+        }
+        if let Some(token) = &self.last_promotion_token {
+            status["lastPromotionToken"] = json!(token);
+        }
+        if self.switch.is_some() {
+            status["switchReplicaClusterStatus"] = json!({"inProgress": true});
+        }
         status
     }
 }
@@ -445,3 +482,7 @@ impl ClusterSim {
 #[cfg(test)]
 #[path = "model_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "topology_tests.rs"]
+mod topology_tests;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::*;
 
 fn spec(instances: u32) -> SpecView {
-    SpecView { instances, wal_archiver: false }
+    SpecView { instances, ..SpecView::default() }
 }
 
 /// Runs passes until the state machine stops asking for writes; returns every status written.
@@ -149,7 +149,8 @@ fn wal_archiver_plugin_sets_continuous_archiving() {
         {"name": "barman-cloud.cloudnative-pg.io", "isWALArchiver": true, "parameters": {"barmanObjectName": "s"}}
     ]}});
     let view = SpecView::from_object(&obj);
-    assert_eq!(view, SpecView { instances: 1, wal_archiver: true });
+    assert_eq!((view.instances, view.wal_archiver), (1, true));
+    assert_eq!(view.archive.as_ref().map(|a| a.object_store.as_str()), Some("s"));
     assert!(!SpecView::from_object(&json!({"spec": {}})).wal_archiver);
     let mut sim = ClusterSim::new("pg");
     let written = run(&mut sim, &view, Instant::now());
