@@ -8,6 +8,7 @@
 //! exit 0. Losing the Lease exits 1.
 
 mod autoscale;
+mod failover;
 mod http;
 mod leader;
 mod metrics;
@@ -63,6 +64,10 @@ struct Args {
     /// the autoscaler.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     autoscale_interval: Duration,
+    /// Run the failover controller (regional health probes, failover, switchover) for Malls
+    /// with two or more regions and a backup.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    failover: bool,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
@@ -288,6 +293,9 @@ async fn main() -> anyhow::Result<()> {
     if !args.autoscale_interval.is_zero() {
         let (client, interval) = (ctx.client.clone(), args.autoscale_interval);
         tokio::spawn(autoscale::run(client, namespaces.clone(), interval, shutdown.clone()));
+    }
+    if args.failover {
+        tokio::spawn(failover::run(ctx.client.clone(), namespaces.clone(), shutdown.clone()));
     }
     let controllers = futures::future::join_all(
         namespaces

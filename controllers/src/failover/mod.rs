@@ -6,8 +6,14 @@
 //! Mall by the operator.
 //! See `docs/failover.md`.
 
+pub mod dns;
+pub mod driver;
+pub mod execute;
 pub mod health;
 pub mod machine;
+pub mod moves;
+pub mod probe;
+pub mod status;
 
 /// Field manager of every write the failover controller makes (shard Clusters' `spec.replica`
 /// and epoch annotation, the Mall's `activeRegion`, `failoverEpoch`, `regions`, `lastFailover`,

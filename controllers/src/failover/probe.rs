@@ -5,15 +5,17 @@
 //! shard's phase, role, epoch and tokens are read from them), the region's storefront Deployment,
 //! and, with `spec.cdn`, the parent Gateway's `status.addresses`. The probe fails (naming why)
 //! when the API does not answer in time, a shard Cluster is missing or not in CloudNativePG's
-//! healthy or promotion phase, or a storefront that should run has no ready pod. Nothing is
-//! written.
+//! healthy or promotion phase, or a storefront that should run has no ready pod. It also reads
+//! the witness Leases held in that cluster ([`WITNESS_LABEL`], [`witness`]). Nothing is written.
 
 use crate::build::database::topology::EPOCH_ANNOTATION;
 use crate::build::names::{MALL_LABEL, REGION_LABEL, SHARD_LABEL};
 use crate::build::storefront;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use mall_crds::Mall;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// CloudNativePG's healthy phase.
@@ -52,7 +54,7 @@ impl Shard {
 }
 
 /// The result of one probe.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Probe {
     /// `Err(why)` when the region failed the probe.
     pub outcome: Result<(), String>,
@@ -64,6 +66,40 @@ pub struct Probe {
     pub storefront_ready: i32,
     /// The parent Gateway's addresses.
     pub gateway_addresses: Vec<String>,
+    /// Witness reports held in this region's cluster: region seen → when it was last seen
+    /// healthy (Lease `renewTime`, see [`WITNESS_LABEL`]).
+    pub witnessed: BTreeMap<String, DateTime<Utc>>,
+}
+
+/// Label of a witness Lease in a region's cluster, naming the region it watches: a witness agent
+/// there renews the Lease while it reaches that region's API server.
+pub const WITNESS_LABEL: &str = "mallctl.io/witness-of";
+
+/// What the witnesses in the other regions' clusters say about `region`: `Some(true)` one saw
+/// it healthy within three probe intervals, `Some(false)` they report on it but not recently,
+/// `None` no witness reports on it (or none of their clusters answered).
+pub fn witness(probes: &BTreeMap<String, Probe>, region: &str, interval: Duration, now: DateTime<Utc>) -> Option<bool> {
+    let fresh = chrono::Duration::from_std(interval * 3).unwrap_or(chrono::Duration::MAX);
+    let seen: Vec<DateTime<Utc>> = probes
+        .iter()
+        .filter(|(r, p)| r.as_str() != region && p.reachable)
+        .filter_map(|(_, p)| p.witnessed.get(region).copied())
+        .collect();
+    if seen.is_empty() { None } else { Some(seen.iter().any(|t| now - *t <= fresh)) }
+}
+
+impl Probe {
+    /// A probe that did not reach the region.
+    pub fn failed(why: String) -> Probe {
+        Probe {
+            outcome: Err(why),
+            reachable: false,
+            shards: Vec::new(),
+            storefront_ready: 0,
+            gateway_addresses: Vec::new(),
+            witnessed: BTreeMap::new(),
+        }
+    }
 }
 
 /// The CloudNativePG `Cluster` resource.
@@ -97,7 +133,7 @@ pub fn shard_of(o: &DynamicObject) -> Shard {
 pub async fn probe(client: &kube::Client, mall: &Mall, region: &str, timeout: Duration) -> Probe {
     match tokio::time::timeout(timeout, reads(client, mall, region)).await {
         Ok(probe) => probe,
-        Err(_) => Probe { outcome: Err(format!("no answer within {timeout:?}")), ..Probe::default() },
+        Err(_) => Probe::failed(format!("no answer within {timeout:?}")),
     }
 }
 
@@ -108,7 +144,7 @@ async fn reads(client: &kube::Client, mall: &Mall, region: &str) -> Probe {
     let selector = format!("{MALL_LABEL}={name},{REGION_LABEL}={region}");
     let listed = match clusters.list(&ListParams::default().labels(&selector)).await {
         Ok(list) => list,
-        Err(e) => return Probe { outcome: Err(format!("API: {}", crate::reconcile::error_chain(&e))), ..Probe::default() },
+        Err(e) => return Probe::failed(format!("API: {}", crate::reconcile::error_chain(&e))),
     };
     let mut shards: Vec<Shard> = listed.items.iter().map(shard_of).collect();
     shards.sort_by_key(|s| s.index);
@@ -140,12 +176,27 @@ async fn reads(client: &kube::Client, mall: &Mall, region: &str) -> Probe {
         Some(cdn) => gateway_addresses(client, cdn.gateway.namespace.as_deref().unwrap_or(&ns), &cdn.gateway.name).await,
         None => Vec::new(),
     };
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), &ns);
+    let witnessed = match leases.list(&ListParams::default().labels(WITNESS_LABEL)).await {
+        Ok(list) => list
+            .items
+            .iter()
+            .filter_map(|l| {
+                let of = l.metadata.labels.as_ref()?.get(WITNESS_LABEL)?.clone();
+                let renewed = l.spec.as_ref()?.renew_time.as_ref()?;
+                let at = DateTime::<Utc>::from_timestamp_millis(renewed.0.as_millisecond())?;
+                Some((of, at))
+            })
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    };
     Probe {
         outcome: if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) },
         reachable: true,
         shards,
         storefront_ready,
         gateway_addresses,
+        witnessed,
     }
 }
 
