@@ -105,6 +105,8 @@ fn lints_strict_and_renders_with_defaults() {
         kinds,
         [
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment",
             "Role",
@@ -132,7 +134,12 @@ fn renders_namespaced_with_service_monitor() {
         "image.tag=v9.9.9",
     ]);
     let kinds = check_objects(&docs);
-    assert!(!kinds.iter().any(|k| k.starts_with("Cluster")), "namespaced install has no cluster-wide RBAC: {kinds:?}");
+    let cluster_wide: Vec<&Value> =
+        docs.iter().filter(|d| d["kind"].as_str().unwrap().starts_with("Cluster")).collect();
+    assert_eq!(cluster_wide.len(), 2, "namespaced install: only the fencing ClusterRole and its binding: {kinds:?}");
+    let fencing = cluster_wide.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    assert_eq!(fencing["metadata"]["name"], "mall-mall-operator-fencing");
+    check_fencing_rules(&typed::<ClusterRole>(fencing).rules.unwrap());
     assert_eq!(kinds.iter().filter(|k| *k == "Role").count(), 5);
     assert!(kinds.contains(&"ServiceMonitor".to_string()));
     let deploy = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
@@ -140,6 +147,40 @@ fn renders_namespaced_with_service_monitor() {
     let container = &deploy["spec"]["template"]["spec"]["containers"][0];
     assert!(container["image"].as_str().unwrap().ends_with(":v9.9.9"));
     assert!(container["args"].as_array().unwrap().iter().any(|a| a == "--namespaces=shop,outlet"));
+}
+
+/// Exactly the rules to install the fencing policy: get/patch by name, create (which Kubernetes
+/// cannot restrict by name).
+fn check_fencing_rules(rules: &[PolicyRule]) {
+    let fencing: Vec<&PolicyRule> = rules
+        .iter()
+        .filter(|r| r.api_groups.as_ref().unwrap().iter().any(|g| g == "admissionregistration.k8s.io"))
+        .collect();
+    assert_eq!(fencing.len(), 2, "{rules:?}");
+    for rule in fencing {
+        assert_eq!(
+            rule.resources.as_ref().unwrap(),
+            &["validatingadmissionpolicies", "validatingadmissionpolicybindings"]
+        );
+        match rule.resource_names.as_deref() {
+            Some(names) => {
+                assert_eq!(names, [mall_controllers::build::fencing::POLICY_NAME]);
+                assert_eq!(names, [mall_controllers::build::fencing::BINDING_NAME]);
+                assert_eq!(rule.verbs, ["get", "patch"]);
+            }
+            None => assert_eq!(rule.verbs, ["create"]),
+        }
+    }
+}
+
+#[test]
+fn member_mode_installs_the_fencing_policy_and_nothing_more() {
+    let docs = render(&["--set", "mode=member", "--set", "member.namespaces={shop}"]);
+    check_objects(&docs);
+    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    let rules = typed::<ClusterRole>(role).rules.unwrap();
+    check_fencing_rules(&rules);
+    assert_eq!(rules.len(), 3, "namespaces and the fencing policy only: {rules:?}");
 }
 
 #[test]

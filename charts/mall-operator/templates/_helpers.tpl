@@ -114,3 +114,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["dnsendpoints"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 {{- end -}}
+
+
+{{/* Cluster-wide rules to install the failover-epoch fencing policy (controllers/src/build/fencing.rs):
+get and patch only the policy and binding of that name; create cannot be restricted by name
+(Kubernetes authorizes create before the object has one). */}}
+{{- define "mall-operator.fencingRules" -}}
+- apiGroups: ["admissionregistration.k8s.io"]
+  resources: ["validatingadmissionpolicies", "validatingadmissionpolicybindings"]
+  resourceNames: ["mallctl-failover-epoch"]
+  verbs: ["get", "patch"]
+- apiGroups: ["admissionregistration.k8s.io"]
+  resources: ["validatingadmissionpolicies", "validatingadmissionpolicybindings"]
+  verbs: ["create"]
+{{- end -}}

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod database;
 pub mod dns;
 pub mod edge;
+pub mod fencing;
 pub mod kinds;
 pub mod names;
 pub mod network;

@@ -14,6 +14,7 @@
 
 pub mod apply;
 pub mod compare;
+pub mod fencing;
 pub mod finalize;
 pub mod handoff;
 pub mod kinds;
