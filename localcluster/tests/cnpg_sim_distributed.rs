@@ -150,8 +150,8 @@ fn healthy(n: u64) -> impl Fn(&Value) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_distributed_topology_switchover_and_failover() {
     let store_dir = tempfile::tempdir().expect("object store dir");
-    let (mut c1, sim1) = region("cnpgdist1", 19, store_dir.path()).await;
-    let (mut c2, sim2) = region("cnpgdist2", 20, store_dir.path()).await;
+    let (mut c1, sim1) = region("cnpgdist1", 17, store_dir.path()).await;
+    let (mut c2, sim2) = region("cnpgdist2", 18, store_dir.path()).await;
     let (a_api, b_api) = (cluster_api(&c1.client()), cluster_api(&c2.client()));
     let (a_seen, b_seen) = (History::watch(a_api.clone(), "pg-a"), History::watch(b_api.clone(), "pg-b"));
 
