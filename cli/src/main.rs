@@ -1,5 +1,6 @@
 //! `mallctl`: validate and render Malls offline, print the CRD, simulate the autoscaler, start
-//! local clusters, and operate Malls in a cluster (`get`, `status`, `apply`).
+//! local clusters, and operate Malls in a cluster (`get`, `status`, `apply`, `failover`,
+//! `switchover`).
 //!
 //! Contract: exit 0 on success, 1 when input is invalid or a command fails (with one line per
 //! problem on stdout for `validate`, a message on stderr otherwise), 2 on usage errors.
@@ -37,8 +38,9 @@ enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = ops::Output::Table)]
         output: ops::Output,
     },
-    /// Show one Mall: tiers, shards and primaries, regions, active region and epoch, the last
-    /// scaling decision, conditions and recent Events.
+    /// Show one Mall: tiers, shards and primaries, regions (health, failed probes, last error),
+    /// active region and epoch, the last failover or switchover, a switchover in progress, the
+    /// last request's outcome, the last scaling decision, conditions and recent Events.
     Status {
         /// The Mall name.
         name: String,
@@ -49,6 +51,43 @@ enum Command {
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<String>,
         /// Wait until every applied Mall is Ready for its new generation, printing progress.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, e.g. 5m or 90s.
+        #[arg(long, value_parser = dev::parse_duration, default_value = "5m")]
+        timeout: std::time::Duration,
+    },
+    /// Request a failover: make REGION the active region without the old primary's demotion
+    /// token (for a lost or fenced region; writes not yet archived may be lost). Refused
+    /// (exit 1, nothing written) when REGION is not a region of the Mall, is already active, or
+    /// is not Healthy (unless --force).
+    Failover {
+        /// The Mall name.
+        name: String,
+        /// The region to make active.
+        #[arg(long, value_name = "REGION")]
+        to: String,
+        /// Skip the check that REGION is Healthy (the other checks stay).
+        #[arg(long)]
+        force: bool,
+        /// Wait for the operator's answer, printing progress; exit 1 when it refuses or fails.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, e.g. 5m or 90s.
+        #[arg(long, value_parser = dev::parse_duration, default_value = "5m")]
+        timeout: std::time::Duration,
+    },
+    /// Request a switchover: demote the active region, then promote REGION with its demotion
+    /// token (no data loss). Refused (exit 1, nothing written) when REGION is not a region of the
+    /// Mall, is already active, when REGION or the active region is not Healthy, or while a
+    /// switchover is in progress.
+    Switchover {
+        /// The Mall name.
+        name: String,
+        /// The region to make active.
+        #[arg(long, value_name = "REGION")]
+        to: String,
+        /// Wait for the operator's answer, printing progress; exit 1 when it refuses or fails.
         #[arg(long)]
         wait: bool,
         /// How long --wait waits, e.g. 5m or 90s.
@@ -125,6 +164,16 @@ fn main() -> ExitCode {
         Command::Get { name, output } => block_on(ops::get::run(&kube, name.as_deref(), output)),
         Command::Status { name } => block_on(ops::status::run(&kube, &name)),
         Command::Apply { files, wait, timeout } => block_on(ops::apply::run(&kube, &files, wait, timeout)),
+        Command::Failover { name, to, force, wait, timeout } => {
+            let action = mall_crds::RequestAction::Failover;
+            let request = ops::failover::Request { name: &name, action, to: &to, force, wait, timeout };
+            block_on(ops::failover::run(&kube, request))
+        }
+        Command::Switchover { name, to, wait, timeout } => {
+            let action = mall_crds::RequestAction::Switchover;
+            let request = ops::failover::Request { name: &name, action, to: &to, force: false, wait, timeout };
+            block_on(ops::failover::run(&kube, request))
+        }
         Command::Crd => render::print_crd(),
         Command::Validate { files } => {
             let mut stdout = std::io::stdout().lock();

@@ -20,6 +20,7 @@ pub use cache::CacheSpec;
 pub use cdn::CdnSpec;
 pub use database::DatabaseSpec;
 pub use regions::{FailoverSpec, Region, RegionRole};
+pub use requests::{FailoverRequest, REQUEST_ANNOTATION, RequestAction};
 pub use status::MallStatus;
 pub use storefront::StorefrontSpec;
 

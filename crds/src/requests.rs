@@ -1,18 +1,21 @@
-//! Requests to the failover controller: `mallctl failover` and `mallctl switchover` write one
-//! as the annotation [`REQUEST_ANNOTATION`] on the Mall; the operator answers in
-//! `status.lastRequest` (same `id`).
+//! `mallctl failover`/`switchover` requests: the `mallctl.io/request` annotation a client writes
+//! on a Mall, and its JSON.
 //!
-//! Contract: API types only.
+//! Contract: API types only — no client, no I/O. A request is the annotation
+//! [`REQUEST_ANNOTATION`] holding one [`FailoverRequest`] as JSON (written with a JSON merge
+//! patch on `metadata.annotations`); the failover controller answers in `status.lastRequest`
+//! ([`crate::status::RequestOutcome`]) under the same `id`.
 
 use serde::{Deserialize, Serialize};
 
-/// Annotation holding a [`FailoverRequest`] as JSON.
+/// The annotation holding a [`FailoverRequest`] as JSON.
 pub const REQUEST_ANNOTATION: &str = "mallctl.io/request";
 
 /// A request to move the active region.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct FailoverRequest {
-    /// Unique id, echoed in `status.lastRequest.id`.
+    /// Unique id (`mallctl` writes `<unix-millis>-<pid>`); `status.lastRequest.id` echoes it.
     pub id: String,
     /// What to do.
     pub action: RequestAction,
@@ -20,12 +23,37 @@ pub struct FailoverRequest {
     pub to: String,
 }
 
-/// What a request asks for.
+/// The kind of a [`FailoverRequest`].
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum RequestAction {
-    /// Promote `to` without a token (the active region is lost or must be abandoned).
+    /// Promote `to` without the old primary's demotion token (it is lost or fenced): data not
+    /// yet archived may be lost.
     Failover,
-    /// Controlled switchover with tokens: no data lost.
+    /// Controlled: demote the active region, then promote `to` with its demotion token (RPO 0).
     Switchover,
+}
+
+impl RequestAction {
+    /// `failover` or `switchover`, as written in the annotation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Failover => "failover",
+            Self::Switchover => "switchover",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_json_is_the_protocol() {
+        let request = FailoverRequest { id: "1-2".into(), action: RequestAction::Switchover, to: "us".into() };
+        let json = serde_json::to_string(&request).unwrap();
+        assert_eq!(json, r#"{"id":"1-2","action":"switchover","to":"us"}"#);
+        let back: FailoverRequest = serde_json::from_str(r#"{"id":"x","action":"failover","to":"eu"}"#).unwrap();
+        assert_eq!(back.action, RequestAction::Failover);
+    }
 }

@@ -1,14 +1,18 @@
-//! Commands that talk to a cluster: `get`, `status`, `apply`, with kubectl-like connection flags.
+//! Commands that talk to a cluster: `get`, `status`, `apply`, `failover`, `switchover`, with
+//! kubectl-like connection flags.
 //!
 //! Contract: the connection comes from `--kubeconfig` (else `KUBECONFIG`, else
 //! `~/.kube/config`, else the in-cluster configuration), `--context` and `-n/--namespace` (else
 //! the context's namespace, else `default`); a cluster that cannot be reached, a missing Mall or a
-//! refused apply is an error (exit 1) whose message names what failed; usage errors exit 2 (clap).
+//! refused apply or failover request is an error (exit 1) whose message names what failed; usage
+//! errors exit 2 (clap).
 //! Output goes to stdout, progress and errors to stderr.
 
 pub mod apply;
+pub mod failover;
 pub mod get;
 pub mod status;
+pub mod watch;
 
 use clap::Args;
 use kube::config::{KubeConfigOptions, Kubeconfig};

@@ -1,6 +1,8 @@
 //! `mallctl status NAME`: one Mall as an operator reads it — tiers, shards and their primaries,
-//! regions (where each runs) and the active one, the failover epoch, the last scaling decision,
-//! conditions and the most recent Events.
+//! regions (where each runs, health, database role, failed probes, last error) and the active
+//! one, the failover epoch, the last failover or switchover, a switchover in progress, the last
+//! `failover`/`switchover` request's outcome, the last scaling decision, conditions and the most
+//! recent Events.
 //!
 //! Contract: read-only; a missing Mall is an error naming it; Events are those whose regarding
 //! object is the Mall (events.k8s.io/v1), newest last, at most ten.
@@ -65,16 +67,28 @@ pub fn report(mall: &Mall, events: &[Event]) -> String {
             status.active_region.as_deref().unwrap_or("-"),
             status.failover_epoch
         );
-        let mut rows = vec![["REGION", "ROLE", "CLUSTER", "HEALTH"].map(String::from).to_vec()];
+        let mut rows = vec![
+            ["REGION", "ROLE", "CLUSTER", "HEALTH", "DATABASE", "FAILURES", "LAST ERROR"].map(String::from).to_vec(),
+        ];
         for r in &mall.spec.regions {
-            let health =
-                status.regions.iter().find(|h| h.name == r.name).map_or_else(|| "-".into(), |h| h.health.clone());
+            let observed = status.regions.iter().find(|h| h.name == r.name);
             let cluster =
                 r.cluster.as_ref().map_or_else(|| "operator's cluster".into(), |c| format!("Secret {}", c.secret_name));
-            rows.push(vec![r.name.clone(), format!("{:?}", r.role).to_lowercase(), cluster, health]);
+            rows.push(vec![
+                r.name.clone(),
+                format!("{:?}", r.role).to_lowercase(),
+                cluster,
+                observed.map_or_else(|| "-".into(), |h| h.health.clone()),
+                observed.and_then(|h| h.role.clone()).unwrap_or_else(|| "-".into()),
+                observed.map_or_else(|| "-".into(), |h| h.consecutive_failures.to_string()),
+                observed
+                    .and_then(|h| h.last_error.clone())
+                    .map_or_else(|| "-".into(), |e| e.chars().take(100).collect()),
+            ]);
         }
         out.push_str(&indent(&table(&rows)));
     }
+    failover_sections(&mut out, &status);
     if let Some(s) = &status.last_scaling {
         let _ = writeln!(out, "\nLast scaling\n  {} {} {} → {}: {}", s.time, s.tier, s.from, s.to, s.reason);
     }
@@ -112,6 +126,34 @@ pub fn report(mall: &Mall, events: &[Event]) -> String {
         out.push_str(&indent(&table(&rows)));
     }
     out
+}
+
+/// The last failover or switchover, a switchover in progress, the last request's outcome.
+fn failover_sections(out: &mut String, status: &mall_crds::MallStatus) {
+    if let Some(f) = &status.last_failover {
+        let rto = f.rto_milliseconds.map_or_else(|| "-".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0));
+        let _ = writeln!(out, "\nLast failover");
+        let _ = writeln!(
+            out,
+            "  {} {} → {}, epoch {}, RTO {rto}, RPO {}: {}",
+            f.kind, f.from, f.to, f.epoch, f.rpo, f.reason
+        );
+        let completed = f.completed.as_deref().unwrap_or("not yet");
+        let _ = writeln!(out, "  started {}, completed {completed}", f.started);
+    }
+    if let Some(s) = &status.switchover {
+        let _ =
+            writeln!(out, "\nSwitchover in progress: {} → {}, epoch {}, started {}", s.from, s.to, s.epoch, s.started);
+        let mut rows = vec![["SHARD", "DEMOTION TOKEN", "PROMOTED"].map(String::from).to_vec()];
+        for shard in &s.shards {
+            let token = if shard.demotion_token.is_some() { "read" } else { "pending" };
+            rows.push(vec![shard.index.to_string(), token.into(), if shard.promoted { "yes" } else { "no" }.into()]);
+        }
+        out.push_str(&indent(&table(&rows)));
+    }
+    if let Some(r) = &status.last_request {
+        let _ = writeln!(out, "\nLast request\n  {}: {}: {}", r.id, r.outcome, r.message);
+    }
 }
 
 fn indent(text: &str) -> String {
