@@ -165,12 +165,24 @@ impl<'a> Scope<'a> {
         self.mall.spec.regions.len() > 1 && self.region.is_some() && self.region != Self::active_region(self.mall)
     }
 
+    /// Whether the failover controller fenced this region after a failover and rebuilds it
+    /// (`status.regions[].health` = `Rebuilding`): it serves nothing meanwhile.
+    pub fn is_rebuilding(&self) -> bool {
+        let status = self.mall.status.as_ref();
+        status
+            .is_some_and(|s| s.regions.iter().any(|r| Some(r.name.as_str()) == self.region && r.health == "Rebuilding"))
+    }
+
     /// `replicas` as this scope runs them: unchanged in the active (or only) region; in a standby
     /// region `spec.failover.standbyCapacityPercent` of it, rounded up, and at least one while
-    /// the percentage and `replicas` are above 0 (a warm standby).
+    /// the percentage and `replicas` are above 0 (a warm standby); 0 in a region being rebuilt
+    /// after a failover ([`Self::is_rebuilding`]).
     pub fn capacity(&self, replicas: i32) -> i32 {
         if !self.is_standby() || replicas <= 0 {
             return replicas;
+        }
+        if self.is_rebuilding() {
+            return 0;
         }
         let percent = i64::from(self.mall.spec.failover.standby_capacity_percent.clamp(0, 100));
         let scaled = (i64::from(replicas) * percent + 99) / 100;

@@ -14,8 +14,9 @@
 //! 2. a running move advances ([`super::moves`]); otherwise [`super::machine::decide`] runs on the
 //!    probed health, the witnesses' reports and the pending request, and its decision starts a
 //!    move, refuses the request, or sets `FailoverRecommended` / `FailoverBlocked`;
-//! 3. the status ([`super::status`]) is written when it changed, and the hub's `DNSEndpoint`
-//!    ([`super::dns`]) when it changed.
+//! 3. the status ([`super::status`]) is written when it changed beyond probe times and counts
+//!    (a converged Mall costs no writes), and the hub's `DNSEndpoint` ([`super::dns`]) when it
+//!    changed.
 //!
 //! Every region's client comes from the [`Clusters`] registry (the operator's own cluster or a
 //! member kubeconfig Secret). Errors of one region become its probe failure; a refused write
@@ -85,14 +86,26 @@ impl Driver {
     pub async fn client(&self, namespace: &str, target: &Target) -> Result<kube::Client, String> {
         match target {
             Target::Local => Ok(self.clusters.local().client.clone()),
-            Target::Member { secret, key } => {
-                self.clusters.member(namespace, secret, key).await.map(|c| c.client.clone()).map_err(|e| error_chain(&e))
-            }
+            Target::Member { secret, key } => self
+                .clusters
+                .member(namespace, secret, key)
+                .await
+                .map(|c| c.client.clone())
+                .map_err(|e| error_chain(&e)),
         }
     }
 
     /// Publishes an Event on `mall`.
-    pub async fn event(&self, mall: &Mall, warning: bool, reason: &str, note: String) {
+    pub async fn event(&self, mall: &Mall, warning: bool, reason: &str, mut note: String) {
+        // The API server refuses a note over 1024 bytes (an admission refusal can be longer).
+        if note.len() > 1000 {
+            let mut cut = 1000;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+            note.push('…');
+        }
         let event = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.into(),
@@ -162,25 +175,52 @@ impl Driver {
                         out.last_request = Some(outcome(&r.id, "Refused", message));
                     }
                 }
-                Decision::Recommend { to, reason } => recommended = Some(format!("{reason}: run `mallctl failover {} --to {to}`", plan.name)),
+                Decision::Recommend { to, reason } => {
+                    recommended = Some(format!("{reason}: run `mallctl failover {} --to {to}`", plan.name))
+                }
                 Decision::Blocked { why, message } => blocked = Some((why.reason(), message)),
                 Decision::Failover { to, reason } => {
-                    let started = state.trackers.get(&topology.active).and_then(|t| t.failing_since).filter(|_| request.is_none()).unwrap_or(now);
-                    state.current = moves::start_failover(self, mall, &topology, &to, &reason, started, request.as_ref(), &probes, &mut out, now).await?;
+                    let started = state
+                        .trackers
+                        .get(&topology.active)
+                        .and_then(|t| t.failing_since)
+                        .filter(|_| request.is_none())
+                        .unwrap_or(now);
+                    state.current = moves::start_failover(
+                        self,
+                        mall,
+                        &topology,
+                        &to,
+                        &reason,
+                        started,
+                        request.as_ref(),
+                        &probes,
+                        &mut out,
+                        now,
+                    )
+                    .await?;
                 }
                 Decision::Switchover { to } => {
-                    state.current = moves::start_switchover(self, mall, &topology, &to, request.as_ref(), &mut out, now).await?;
+                    state.current =
+                        moves::start_switchover(self, mall, &topology, &to, request.as_ref(), &mut out, now).await?;
                 }
             }
         }
         out.conditions = vec![
-            status::condition(mall, RECOMMENDED, recommended.is_some(), if recommended.is_some() { "ActiveRegionDown" } else { "ActiveRegionServing" }, recommended.unwrap_or_default(), now),
+            status::condition(
+                mall,
+                RECOMMENDED,
+                recommended.is_some(),
+                if recommended.is_some() { "ActiveRegionDown" } else { "ActiveRegionServing" },
+                recommended.unwrap_or_default(),
+                now,
+            ),
             match blocked {
                 Some((reason, message)) => status::condition(mall, BLOCKED, true, reason, message, now),
                 None => status::condition(mall, BLOCKED, false, "NotBlocked", String::new(), now),
             },
         ];
-        if state.written.as_ref() != Some(&out) {
+        if state.written.as_ref().map(significant) != Some(significant(&out)) {
             status::write(&self.clusters.local().client, mall, &out, None).await?;
             state.written = Some(out.clone());
         }
@@ -207,7 +247,10 @@ impl Driver {
             if stale.is_empty() {
                 continue;
             }
-            let Some(scope) = crate::build::Scope::all(mall).into_iter().find(|s| s.region == Some(region.as_str())) else { continue };
+            let Some(scope) = crate::build::Scope::all(mall).into_iter().find(|s| s.region == Some(region.as_str()))
+            else {
+                continue;
+            };
             let client = match self.client(&ns, &scope.target).await {
                 Ok(c) => c,
                 Err(_) => continue,
@@ -252,7 +295,12 @@ impl Driver {
     ) -> Result<(), DriverError> {
         let addresses = dns::Addresses {
             by_region: probes.iter().map(|(r, p)| (r.clone(), p.gateway_addresses.clone())).collect(),
-            serving: out.regions.iter().filter(|r| r.health == Health::Healthy.as_str()).map(|r| r.name.clone()).collect(),
+            serving: out
+                .regions
+                .iter()
+                .filter(|r| r.health == Health::Healthy.as_str())
+                .map(|r| r.name.clone())
+                .collect(),
         };
         let Some(endpoint) = dns::endpoint(mall, &out.active_region, &addresses) else { return Ok(()) };
         let value = serde_json::to_value(&endpoint).ok();
@@ -263,6 +311,19 @@ impl Driver {
         state.published = value;
         Ok(())
     }
+}
+
+/// `status` without what changes on every probe (probe time and counts): the status is written
+/// when anything else changed, so a converged Mall costs no writes; the counts and probe time
+/// written are those of the last change.
+fn significant(status: &FailoverStatus) -> FailoverStatus {
+    let mut s = status.clone();
+    for r in &mut s.regions {
+        r.last_probe = None;
+        r.consecutive_failures = 0;
+        r.consecutive_successes = 0;
+    }
+    s
 }
 
 /// The region's status entry: health from its tracker, sticky `Rebuilding` until healthy.

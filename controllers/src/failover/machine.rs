@@ -168,7 +168,10 @@ pub fn decide(inputs: &Inputs) -> Decision {
         if inputs.now < until {
             return Decision::Blocked {
                 why: Blocked::Cooldown,
-                message: format!("region {} is down; the last move was at {last}, cooldown until {until}", inputs.active),
+                message: format!(
+                    "region {} is down; the last move was at {last}, cooldown until {until}",
+                    inputs.active
+                ),
             };
         }
     }

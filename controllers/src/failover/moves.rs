@@ -17,6 +17,7 @@
 //!   update, and marks a shard promoted once its `lastPromotionToken` equals the token; complete
 //!   (activeRegion = target, no loss) when all are. A target refusing its token
 //!   ("unrecoverable") fails the request with what to do.
+//!
 //! A move in progress survives an operator restart through the status ([`resume`]).
 
 use super::driver::{Driver, DriverError, outcome};
@@ -93,7 +94,12 @@ fn set_roles(out: &mut FailoverStatus) {
 }
 
 /// Writes `out` conditioned on the Mall not having moved since `topology` was read.
-async fn raise_epoch(driver: &Driver, mall: &Mall, topology: &Topology, out: &FailoverStatus) -> Result<bool, DriverError> {
+async fn raise_epoch(
+    driver: &Driver,
+    mall: &Mall,
+    topology: &Topology,
+    out: &FailoverStatus,
+) -> Result<bool, DriverError> {
     let hub = driver.clusters.local().client.clone();
     let api: Api<Mall> = Api::namespaced(hub.clone(), mall.metadata.namespace.as_deref().unwrap_or_default());
     let name = mall.metadata.name.clone().unwrap_or_default();
@@ -142,7 +148,8 @@ pub async fn start_failover(
         rpo: failover_rpo(mall),
     });
     if let Some(r) = request {
-        out.last_request = Some(outcome(&r.id, "Accepted", format!("failing over from {from} to {to} in epoch {epoch}")));
+        out.last_request =
+            Some(outcome(&r.id, "Accepted", format!("failing over from {from} to {to} in epoch {epoch}")));
     }
     let _ = now;
     if !raise_epoch(driver, mall, topology, out).await? {
@@ -176,7 +183,8 @@ pub async fn start_switchover(
         shards: (0..mall.spec.database.shards).map(|index| ShardSwitch { index, ..ShardSwitch::default() }).collect(),
     });
     if let Some(r) = request {
-        out.last_request = Some(outcome(&r.id, "Accepted", format!("switching over from {from} to {to} in epoch {epoch}")));
+        out.last_request =
+            Some(outcome(&r.id, "Accepted", format!("switching over from {from} to {to} in epoch {epoch}")));
     }
     if !raise_epoch(driver, mall, topology, out).await? {
         return Ok(None);
@@ -189,7 +197,14 @@ pub async fn start_switchover(
 
 /// Sends the role writes of `step` that have not landed: the target's promotion (failover) or
 /// the old primary's demotion (both), as `probes` show them (`all`: send every one).
-async fn roles(driver: &Driver, mall: &Mall, next: &Topology, step: &Move, probes: &BTreeMap<String, Probe>, all: bool) {
+async fn roles(
+    driver: &Driver,
+    mall: &Mall,
+    next: &Topology,
+    step: &Move,
+    probes: &BTreeMap<String, Probe>,
+    all: bool,
+) {
     let ns = mall.metadata.namespace.clone().unwrap_or_default();
     let (from, to, epoch, promote) = match step {
         Move::Failover { from, to, epoch, .. } => (from, to, *epoch, true),
@@ -209,9 +224,13 @@ async fn roles(driver: &Driver, mall: &Mall, next: &Topology, step: &Move, probe
         }
     }
     for (region, shard) in writes {
-        let Some(scope) = crate::build::Scope::all(mall).into_iter().find(|s| s.region == Some(region)) else { continue };
+        let Some(scope) = crate::build::Scope::all(mall).into_iter().find(|s| s.region == Some(region)) else {
+            continue;
+        };
         let result = match driver.client(&ns, &scope.target).await {
-            Ok(client) => execute::set_role(&client, &ns, next, region, shard, epoch, None).await.map_err(|e| error_chain(&e)),
+            Ok(client) => {
+                execute::set_role(&client, &ns, next, region, shard, epoch, None).await.map_err(|e| error_chain(&e))
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = result {
@@ -273,7 +292,9 @@ pub async fn advance(
                 }
                 let Some(token) = shard.demotion_token.clone() else { continue };
                 match new {
-                    Some(s) if s.last_promotion_token.as_deref() == Some(token.as_str()) && s.phase == PHASE_HEALTHY => {
+                    Some(s)
+                        if s.last_promotion_token.as_deref() == Some(token.as_str()) && s.phase == PHASE_HEALTHY =>
+                    {
                         shard.promoted = true;
                     }
                     Some(s) if s.phase == PHASE_UNRECOVERABLE => {
@@ -303,7 +324,9 @@ pub async fn advance(
                                 Err(e) => Err(e),
                             };
                             if let Err(e) = written {
-                                driver.event(mall, true, "PromotionRetrying", format!("shard {}: {e}", shard.index)).await;
+                                driver
+                                    .event(mall, true, "PromotionRetrying", format!("shard {}: {e}", shard.index))
+                                    .await;
                             }
                         }
                     }
@@ -332,7 +355,9 @@ pub async fn advance(
                 r.outcome = "Completed".into();
                 r.message = format!("{to} is active in epoch {epoch}, no data lost");
             }
-            driver.event(mall, false, "SwitchoverCompleted", format!("{to} is active in epoch {epoch}; took {rto}")).await;
+            driver
+                .event(mall, false, "SwitchoverCompleted", format!("{to} is active in epoch {epoch}; took {rto}"))
+                .await;
             Ok(None)
         }
     }
@@ -342,7 +367,8 @@ pub async fn advance(
 fn complete(out: &mut FailoverStatus, now: DateTime<Utc>) -> String {
     let Some(last) = out.last_failover.as_mut() else { return "unknown".into() };
     last.completed = Some(status::timestamp(now));
-    let rto = DateTime::parse_from_rfc3339(&last.started).ok().map(|s| (now - s.with_timezone(&Utc)).num_milliseconds());
+    let rto =
+        DateTime::parse_from_rfc3339(&last.started).ok().map(|s| (now - s.with_timezone(&Utc)).num_milliseconds());
     last.rto_milliseconds = rto;
     rto.map_or("unknown".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0))
 }

@@ -11,9 +11,9 @@
 use crate::build::database::topology::EPOCH_ANNOTATION;
 use crate::build::names::{MALL_LABEL, REGION_LABEL, SHARD_LABEL};
 use crate::build::storefront;
+use chrono::{DateTime, Utc};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use mall_crds::Mall;
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -152,9 +152,11 @@ async fn reads(client: &kube::Client, mall: &Mall, region: &str) -> Probe {
     for i in 0..mall.spec.database.shards {
         match shards.iter().find(|s| s.index == i) {
             None => problems.push(format!("shard {i}: no Cluster")),
-            Some(s) if s.phase != PHASE_HEALTHY && s.phase != PHASE_PROMOTING => {
-                problems.push(format!("shard {i} ({}): {}", s.name, if s.phase.is_empty() { "no phase yet" } else { &s.phase }))
-            }
+            Some(s) if s.phase != PHASE_HEALTHY && s.phase != PHASE_PROMOTING => problems.push(format!(
+                "shard {i} ({}): {}",
+                s.name,
+                if s.phase.is_empty() { "no phase yet" } else { &s.phase }
+            )),
             Some(_) => {}
         }
     }
@@ -173,7 +175,9 @@ async fn reads(client: &kube::Client, mall: &Mall, region: &str) -> Probe {
         Err(e) => problems.push(format!("storefront: {}", crate::reconcile::error_chain(&e))),
     }
     let gateway_addresses = match &mall.spec.cdn {
-        Some(cdn) => gateway_addresses(client, cdn.gateway.namespace.as_deref().unwrap_or(&ns), &cdn.gateway.name).await,
+        Some(cdn) => {
+            gateway_addresses(client, cdn.gateway.namespace.as_deref().unwrap_or(&ns), &cdn.gateway.name).await
+        }
         None => Vec::new(),
     };
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), &ns);

@@ -17,7 +17,8 @@
 //!
 //! The failover controller gets the same hand-off for the shard Clusters of a distributed
 //! topology (those carrying [`EPOCH_ANNOTATION`]): once a Cluster exists, the reconciler applies
-//! the live `spec.replica` and the live epoch, so only the failover controller (field manager
+//! the live `spec.replica` (without `promotionToken`, which only the failover controller sets
+//! and clears) and the live epoch, so only the failover controller (field manager
 //! `mall-failover`) ever moves the primary role or the fencing token; the builder's values are
 //! only those a new Cluster is created with.
 
@@ -42,7 +43,13 @@ fn prepare_failover(child: &mut Value, live: Option<&Value>) {
         child["metadata"]["annotations"][EPOCH_ANNOTATION] = Value::String(epoch.to_string());
     }
     if let (Some(replica), Some(spec)) = (live["spec"].get("replica"), child["spec"].as_object_mut()) {
-        spec.insert("replica".into(), replica.clone());
+        let mut replica = replica.clone();
+        // The promotion token is the failover controller's alone: were the reconciler to co-own
+        // it, a later demotion could not drop it, and CloudNativePG refuses a token on a replica.
+        if let Some(r) = replica.as_object_mut() {
+            r.remove("promotionToken");
+        }
+        spec.insert("replica".into(), replica);
     }
 }
 
@@ -115,11 +122,12 @@ mod tests {
         prepare(&mut created, None);
         assert_eq!(created, desired());
         let live = json!({"metadata": {"annotations": {EPOCH_ANNOTATION: "2"}},
-            "spec": {"instances": 3, "replica": {"primary": "shop-us-db-0", "source": "shop-us-db-0"}}});
+            "spec": {"instances": 3, "replica": {"primary": "shop-us-db-0", "source": "shop-us-db-0", "promotionToken": "t"}}});
         let mut updated = desired();
         prepare(&mut updated, Some(&live));
         assert_eq!(updated["metadata"]["annotations"][EPOCH_ANNOTATION], "2");
         assert_eq!(updated["spec"]["replica"]["primary"], "shop-us-db-0");
+        assert!(updated["spec"]["replica"].get("promotionToken").is_none(), "the token is not the reconciler's");
         // A Cluster outside a topology is left alone.
         let mut single = json!({"kind": "Cluster", "metadata": {"name": "shop-db-0"}, "spec": {"instances": 1}});
         prepare(&mut single, Some(&live));

@@ -2,7 +2,9 @@
 //!
 //! Contract: every cluster the Mall's regions name gets its children; the operator's own cluster
 //! is always visited (so children left there by an earlier spec are pruned). A member cluster
-//! first gets the Mall's namespace and copies of the Secrets its children refer to. A target that
+//! first gets the Mall's namespace and copies of the Secrets its children refer to; a target that
+//! receives shard Clusters of a distributed topology first gets the failover epoch's admission
+//! policy ([`super::fencing`]). A target that
 //! cannot be reached, refuses a write or cannot be used (a bad kubeconfig Secret) becomes a
 //! [`RegionFailure`] naming its regions and the error, while every other target is still applied;
 //! the registry then leaves that member alone until its retry time ([`crate::clusters`]).
@@ -38,6 +40,9 @@ pub enum TargetError {
     /// Secrets could not be read, generated or copied.
     #[error(transparent)]
     Secrets(#[from] secrets::SecretsError),
+    /// The failover epoch's admission policy could not be installed.
+    #[error(transparent)]
+    Fencing(#[from] super::fencing::FencingError),
     /// Applying failed.
     #[error(transparent)]
     Apply(#[from] apply::ApplyError),
@@ -114,6 +119,10 @@ pub async fn apply_target(
             let copies = secrets::member_copies(cluster, plan.mall, &plan.namespace, scope, sources).await?;
             children.secrets.splice(0..0, copies);
         }
+    }
+    // Shard Clusters of a distributed topology only go where the epoch fence guards them.
+    if !children.clusters.is_empty() && crate::build::database::topology::Topology::of(plan.mall).is_some() {
+        super::fencing::ensure(&cluster.client).await?;
     }
     let owner = Owner { namespace: &plan.namespace, name: &plan.name, uid: plan.uid.as_deref() };
     Ok(apply::apply(&cluster.client, owner, children, &served, LiveSource { stores: cluster.stores.as_ref() }).await?)

@@ -283,10 +283,16 @@ pub fn compute(mall: &Mall, observed: &Observed<'_>, now: Time) -> ReconcilerSta
         conditions: keep_transitions(conditions, previous),
         tiers,
         shards: shard_list,
-        // The failover controller moves the active region; until it has, it is the primary.
-        active_region: mall.status.as_ref().and_then(|s| s.active_region.clone()).or_else(|| {
-            mall.spec.regions.iter().find(|r| r.role == mall_crds::RegionRole::Primary).map(|r| r.name.clone())
-        }),
+        // With a distributed topology the failover controller owns it; otherwise (one region,
+        // or regions without standby replication) it is the spec's primary.
+        active_region: crate::build::database::topology::Topology::of(mall)
+            .is_none()
+            .then(|| {
+                mall.status.as_ref().and_then(|s| s.active_region.clone()).or_else(|| {
+                    mall.spec.regions.iter().find(|r| r.role == mall_crds::RegionRole::Primary).map(|r| r.name.clone())
+                })
+            })
+            .flatten(),
     }
 }
 
