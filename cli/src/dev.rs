@@ -102,6 +102,8 @@ pub struct DevArgs {
     pub apply: Vec<String>,
     /// Exit (stopping everything) once every applied Mall is Ready, instead of waiting for a signal.
     pub until_ready: bool,
+    /// Run CloudNativePG's own admission webhooks beside each cluster.
+    pub cnpg_webhooks: bool,
 }
 
 /// Parses `2s`, `500ms`, `1m` or a plain number of seconds.
@@ -238,7 +240,8 @@ async fn start_all(
         let begin = Instant::now();
         eprintln!("mallctl dev: starting cluster {name} (index {index})");
         let index = u8::try_from(index).map_err(|_| DevError::Names("too many clusters".into()))?;
-        let opts = Options::new(name.as_str()).index(index).pod_startup(args.pod_startup);
+        let opts =
+            Options::new(name.as_str()).index(index).pod_startup(args.pod_startup).cnpg_webhooks(args.cnpg_webhooks);
         let cluster =
             LocalCluster::start(opts).await.map_err(|e| DevError::Start { name: name.clone(), source: Box::new(e) })?;
         eprintln!(

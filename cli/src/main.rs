@@ -140,6 +140,11 @@ enum Command {
         /// Stop everything and exit 0 once the applied Malls are Ready (a one-shot demo).
         #[arg(long, requires = "operator")]
         until_ready: bool,
+        /// Run CloudNativePG v1.30.1's own admission webhooks beside each cluster, so every
+        /// CloudNativePG object is judged by CloudNativePG itself (`--cnpg-webhooks=false` skips
+        /// them: a few seconds faster to start).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        cnpg_webhooks: bool,
     },
 }
 
@@ -185,8 +190,8 @@ fn main() -> ExitCode {
         }
         Command::Render { file, output } => render::run(&file, output),
         Command::Simulate(args) => simulate::run(&args),
-        Command::Dev { clusters, dir, pod_startup, operator, apply, until_ready } => {
-            dev::run(dev::DevArgs { clusters, dir, pod_startup, operator, apply, until_ready })
+        Command::Dev { clusters, dir, pod_startup, operator, apply, until_ready, cnpg_webhooks } => {
+            dev::run(dev::DevArgs { clusters, dir, pod_startup, operator, apply, until_ready, cnpg_webhooks })
                 .map_err(anyhow::Error::from)
         }
     };

@@ -67,10 +67,20 @@ const CEL_BREAKERS: &[(&str, &str, &[Edit])] = &[
     ),
     (
         "spec",
-        "regions in member clusters need spec.database.backup",
+        "standby regions and regions in member clusters need spec.database.backup",
         &[
             ("/spec/regions", || {
                 Some(json!([{"name": "east", "role": "primary", "cluster": {"secretName": "east-kubeconfig"}}]))
+            }),
+            ("/spec/database/backup", || None),
+        ],
+    ),
+    (
+        "spec",
+        "standby regions and regions in member clusters need spec.database.backup",
+        &[
+            ("/spec/regions", || {
+                Some(json!([{"name": "east", "role": "primary"}, {"name": "west", "role": "standby"}]))
             }),
             ("/spec/database/backup", || None),
         ],

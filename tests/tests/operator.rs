@@ -95,6 +95,17 @@ async fn examples_converge_cost_nothing_when_converged_and_clean_up() {
             mall.spec.database.shards * mall.spec.regions.len().max(1) as i32,
             "{name}"
         );
+        // With standby regions, converged also means the failover controller has seen every
+        // region Healthy (failureThreshold probes each); until then it writes health changes.
+        if mall.spec.regions.len() > 1 {
+            wait_until(&format!("{name}: every region Healthy"), Duration::from_secs(120), || async {
+                let m = malls.get(name).await.ok()?;
+                let regions = m.status?.regions;
+                (regions.len() == mall.spec.regions.len() && regions.iter().all(|r| r.health == "Healthy"))
+                    .then_some(())
+            })
+            .await;
+        }
     }
     // Region-suffixed children of the two-region example.
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), NS);

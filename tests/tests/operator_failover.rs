@@ -12,8 +12,11 @@
 //!
 //! Steps: converge (eu active, DNS at eu); switchover eu → us → eu through `mallctl switchover
 //! --wait` (tokens, RPO 0); manual mode: kill eu, `FailoverRecommended`, nothing moves, restart;
-//! automatic: kill eu → us active, epoch + 1, DNS at us, RTO printed; restart eu → demoted,
-//! rebuilt from us into a new archive folder, Healthy.
+//! automatic: kill eu → us active, epoch + 1, DNS at us, RTO and the WAL lost printed; restart eu
+//! → demoted, rebuilt from us into a new archive folder, Healthy; a stale writer (epoch 2)
+//! refused by us's API server; switchover back to eu; eu's health flapping faster than the
+//! threshold (fault proxy between hub and eu) moves nothing; a partition hub↔eu while the witness
+//! in us (`mall-witness`) still sees eu: no failover, `FailoverBlocked/WitnessSeesPrimary`.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
@@ -60,10 +63,28 @@ async fn start(name: &str, index: u8) -> Env {
     env
 }
 
-async fn connect(hub: &Env, member: &Env, secret: &str) {
+/// Installs the member identity in `member` and its kubeconfig Secret in the hub (through
+/// `proxy` when given); returns the direct kubeconfig's text.
+async fn connect(hub: &Env, member: &Env, secret: &str, proxy: Option<&localcluster::faults::FaultProxy>) -> String {
     let kubeconfig =
         install_member_identity(member.local.as_ref().expect("local"), &repo_root(), &[NS]).await.expect("identity");
-    put_kubeconfig_secret(&hub.client, NS, secret, "kubeconfig", &kubeconfig).await.expect("kubeconfig Secret");
+    let text = match proxy {
+        None => kubeconfig.clone(),
+        Some(proxy) => {
+            let path = member.local.as_ref().unwrap().dir().join(format!("{secret}.kubeconfig"));
+            std::fs::write(&path, &kubeconfig).unwrap();
+            std::fs::read_to_string(proxy.kubeconfig_for(&path).expect("proxied kubeconfig")).unwrap()
+        }
+    };
+    put_kubeconfig_secret(&hub.client, NS, secret, "kubeconfig", &text).await.expect("kubeconfig Secret");
+    kubeconfig
+}
+
+/// A client from a kubeconfig's text.
+async fn client_of(text: &str) -> kube::Client {
+    let config = kube::config::Kubeconfig::from_yaml(text).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.expect("config");
+    kube::Client::try_from(config).expect("client")
 }
 
 /// The Gateway a Gateway controller would run in a region, with the address it would report.
@@ -200,8 +221,10 @@ async fn failover_and_switchover_across_three_clusters() {
     let kubeconfig = install_operator_identity(&hub, OPERATOR_NS, &[NS], dir.path()).await;
     eu.namespace(NS, &[]).await;
     us.namespace(NS, &[]).await;
-    connect(&hub, &eu, "cluster-eu-kubeconfig").await;
-    connect(&hub, &us, "cluster-us-kubeconfig").await;
+    // The hub reaches eu through a fault proxy (flapping health, a partition).
+    let eu_proxy = eu.local.as_ref().unwrap().fault_proxy().await.expect("fault proxy");
+    connect(&hub, &eu, "cluster-eu-kubeconfig", Some(&eu_proxy)).await;
+    let us_identity = connect(&hub, &us, "cluster-us-kubeconfig", None).await;
     gateway(&eu, "127.0.10.1").await;
     gateway(&us, "127.0.20.1").await;
     let store = tempfile::tempdir().unwrap();
@@ -284,8 +307,15 @@ async fn failover_and_switchover_across_three_clusters() {
     doc["spec"]["failover"]["mode"] = json!("automatic");
     apply_yaml(&hub.client, None, &[doc.clone()]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // What the simulated eu primaries had written but not archived when they died: the data a
+    // failover without a token loses (RPO), measured.
+    let mut lost = Vec::new();
     eu.local.as_mut().unwrap().kill();
     let killed = Instant::now();
+    for shard in 0..2 {
+        let p = sims[0].positions(NS, &format!("{NAME}-eu-db-{shard}")).await.expect("eu positions");
+        lost.push(p.written.saturating_sub(p.archived));
+    }
     let after = wait_mall(&malls, &op, "us active after eu died", 120, |m| {
         active(m) == ("us".to_string(), 3)
             && m.status.as_ref().and_then(|s| s.last_failover.as_ref()).is_some_and(|l| l.completed.is_some())
@@ -300,6 +330,7 @@ async fn failover_and_switchover_across_three_clusters() {
         record.rto_milliseconds.unwrap_or(-1),
         record.rpo
     );
+    println!("failover: WAL written by the eu primaries but not archived at the kill (lost): {lost:?} bytes");
     wait_until("DNS at us", Duration::from_secs(30), || async {
         (dns_targets(&hub).await == ["127.0.20.1"]).then_some(())
     })
@@ -321,6 +352,66 @@ async fn failover_and_switchover_across_three_clusters() {
     assert_eq!(rebuilt.data["spec"]["plugins"][0]["parameters"]["serverName"], format!("{NAME}-eu-db-0-e3"));
     assert_eq!(rebuilt.data["spec"]["bootstrap"]["recovery"]["source"], format!("{NAME}-us-db-0"));
     assert_eq!(active(&back), ("us".to_string(), 3));
+
+    // A stale writer (the operator's own member identity, writing in epoch 2) trying to give the
+    // primary role back to eu is refused by us's own API server.
+    let stale = mall_controllers::build::database::topology::Topology {
+        mall: NAME.into(),
+        active: "eu".into(),
+        epoch: 2,
+        members: mall_controllers::build::database::topology::Topology::of(&back).unwrap().members,
+    };
+    let refused =
+        mall_controllers::failover::execute::set_role(&client_of(&us_identity).await, NS, &stale, "us", 0, 2, None)
+            .await
+            .expect_err("a stale epoch must be refused");
+    let text = mall_controllers::reconcile::error_chain(&refused);
+    assert!(text.contains("fenced by a newer failover"), "{text}");
+    println!("stale writer refused: {}", text.chars().take(200).collect::<String>());
+
+    // Back to eu by switchover; then eu's health flaps faster than the threshold: no failover.
+    let (code, out, err) = mallctl(&hub_kc, &["switchover", NAME, "--to", "eu", "--wait", "--timeout", "3m"]);
+    assert_eq!(code, 0, "switchover back to eu: {out}\n{err}");
+    wait_mall(&malls, &op, "both Healthy on eu", 120, converged).await;
+    let flapping = Instant::now();
+    while flapping.elapsed() < Duration::from_secs(18) {
+        eu_proxy.set_rules(vec![localcluster::faults::FaultRule::status(503, 1.0)]);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        eu_proxy.clear();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let m = get(&malls).await;
+    assert_eq!(active(&m), ("eu".to_string(), 4), "flapping health moved the primary");
+    println!("flapping eu for 18 s (3 s down / 3 s up, threshold 3 x 2 s): no failover");
+
+    // A partition between hub and eu while a witness in us still sees eu: no failover, and a
+    // condition says why.
+    doc["spec"]["failover"]["requireWitness"] = json!(true);
+    apply_yaml(&hub.client, None, &[doc.clone()]).await;
+    let mut witness = std::process::Command::new(operator_bin().with_file_name("mall-witness"))
+        .env("KUBECONFIG", &us.kubeconfig)
+        .args(["--region", "us", "--namespace", NS, "--interval", "1s"])
+        .arg(format!("--watch=eu={}", eu.kubeconfig.display()))
+        .stderr(std::fs::File::create(dir.path().join("witness.log")).unwrap())
+        .spawn()
+        .expect("mall-witness starts");
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(us.client.clone(), NS);
+    wait_until("the witness Lease", Duration::from_secs(30), || async {
+        leases.get_opt("mallctl-witness-eu").await.ok().flatten().map(|_| ())
+    })
+    .await;
+    eu_proxy.set_rules(vec![localcluster::faults::FaultRule::status(503, 1.0)]);
+    let blocked = wait_mall(&malls, &op, "FailoverBlocked/WitnessSeesPrimary", 60, |m| {
+        condition(m, "FailoverBlocked").is_some_and(|c| c.0 == "True" && c.1 == "WitnessSeesPrimary")
+    })
+    .await;
+    println!("partition: {:?}", condition(&blocked, "FailoverBlocked"));
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(active(&get(&malls).await), ("eu".to_string(), 4), "a partition caused a failover");
+    eu_proxy.clear();
+    let _ = witness.kill();
+    let _ = witness.wait();
+    wait_mall(&malls, &op, "eu Healthy after the partition", 60, converged).await;
 
     samples.stop.store(true, Ordering::Relaxed);
     sampler.await.unwrap();

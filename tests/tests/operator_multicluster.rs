@@ -143,8 +143,12 @@ async fn one_mall_spans_three_clusters() {
     let kubeconfig = install_operator_identity(&hub, OPERATOR_NS, &NAMESPACES, dir.path()).await;
     connect(&hub, &eu, "cluster-eu-kubeconfig").await;
     connect(&hub, &us, "cluster-us-kubeconfig").await;
+    // One object store for the three simulators: the us shards replicate eu's through it.
+    let store = tempfile::tempdir().unwrap();
+    let options =
+        || SimulatorOptions { object_store_dir: Some(store.path().to_path_buf()), ..SimulatorOptions::default() };
     let _sims: Vec<CnpgSimulator> =
-        [&hub, &eu, &us].iter().map(|e| CnpgSimulator::spawn(e.client.clone(), SimulatorOptions::default())).collect();
+        [&hub, &eu, &us].iter().map(|e| CnpgSimulator::spawn(e.client.clone(), options())).collect();
     let op = OperatorProcess::spawn(
         &kubeconfig,
         &dir.path().join("operator.log"),
@@ -155,8 +159,16 @@ async fn one_mall_spans_three_clusters() {
 
     // Converges with each region's children in its own cluster, none in the hub.
     apply_yaml(&hub.client, None, &[mall("malls", "shop:1"), mall("other", "shop:1")]).await;
-    let ready = wait_for(&malls, "global-shop", "malls/global-shop Ready", &op, is_ready).await;
-    wait_for(&others, "global-shop", "other/global-shop Ready", &op, is_ready).await;
+    // Converged also means the failover controller has probed both regions Healthy
+    // (failureThreshold probes each); until then it writes health changes.
+    let converged = |m: &Mall| {
+        is_ready(m)
+            && m.status
+                .as_ref()
+                .is_some_and(|s| s.regions.len() == 2 && s.regions.iter().all(|r| r.health == "Healthy"))
+    };
+    let ready = wait_for(&malls, "global-shop", "malls/global-shop Ready", &op, converged).await;
+    wait_for(&others, "global-shop", "other/global-shop Ready", &op, converged).await;
     assert!(ready.metadata.finalizers.unwrap_or_default().contains(&"mallctl.io/member-cleanup".to_string()));
     assert_eq!(deployments(&eu.client, "malls", "global-shop").await, ["global-shop-eu-storefront"]);
     assert_eq!(deployments(&us.client, "malls", "global-shop").await, ["global-shop-us-storefront"]);

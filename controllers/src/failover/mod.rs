@@ -14,6 +14,7 @@ pub mod machine;
 pub mod moves;
 pub mod probe;
 pub mod status;
+pub mod witness;
 
 /// Field manager of every write the failover controller makes (shard Clusters' `spec.replica`
 /// and epoch annotation, the Mall's `activeRegion`, `failoverEpoch`, `regions`, `lastFailover`,

@@ -1,15 +1,17 @@
 //! One health probe of one region, and what it saw of the region's shard Clusters.
 //!
-//! Contract: [`probe`] makes at most three reads against the region's cluster, together bounded
-//! by `timeout`: the Mall's shard Clusters of that region (by label: the API answers, and each
+//! Contract: [`probe`] makes four reads against the region's cluster, together bounded by
+//! `timeout`: the Mall's shard Clusters of that region (by label, its uid included: the API answers, and each
 //! shard's phase, role, epoch and tokens are read from them), the region's storefront Deployment,
 //! and, with `spec.cdn`, the parent Gateway's `status.addresses`. The probe fails (naming why)
 //! when the API does not answer in time, a shard Cluster is missing or not in CloudNativePG's
-//! healthy or promotion phase, or a storefront that should run has no ready pod. It also reads
+//! healthy or promotion phase, a member that should have been seeded from another region was
+//! created with `initdb` (a standby made before the topology: an independent database, reported
+//! and never promoted), or a storefront that should run has no ready pod. It also reads
 //! the witness Leases held in that cluster ([`WITNESS_LABEL`], [`witness`]). Nothing is written.
 
-use crate::build::database::topology::EPOCH_ANNOTATION;
-use crate::build::names::{MALL_LABEL, REGION_LABEL, SHARD_LABEL};
+use crate::build::database::topology::{EPOCH_ANNOTATION, Topology};
+use crate::build::names::{MALL_LABEL, MALL_UID_LABEL, REGION_LABEL, SHARD_LABEL};
 use crate::build::storefront;
 use chrono::{DateTime, Utc};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
@@ -44,6 +46,8 @@ pub struct Shard {
     pub demotion_token: Option<String>,
     /// `status.lastPromotionToken`.
     pub last_promotion_token: Option<String>,
+    /// Created with `bootstrap.initdb` (an independent database, not a copy of another member).
+    pub initdb: bool,
 }
 
 impl Shard {
@@ -126,6 +130,7 @@ pub fn shard_of(o: &DynamicObject) -> Shard {
         timeline: data["status"]["timelineID"].as_i64().unwrap_or(0),
         demotion_token: text(&data["status"]["demotionToken"]),
         last_promotion_token: text(&data["status"]["lastPromotionToken"]),
+        initdb: data["spec"]["bootstrap"]["initdb"].is_object(),
     }
 }
 
@@ -141,7 +146,11 @@ async fn reads(client: &kube::Client, mall: &Mall, region: &str) -> Probe {
     let ns = mall.metadata.namespace.clone().unwrap_or_default();
     let name = mall.metadata.name.clone().unwrap_or_default();
     let clusters: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &cluster_resource());
-    let selector = format!("{MALL_LABEL}={name},{REGION_LABEL}={region}");
+    // Only this Mall's Clusters (its uid): a Mall of the same name on another hub is not ours.
+    let mut selector = format!("{MALL_LABEL}={name},{REGION_LABEL}={region}");
+    if let Some(uid) = &mall.metadata.uid {
+        selector.push_str(&format!(",{MALL_UID_LABEL}={uid}"));
+    }
     let listed = match clusters.list(&ListParams::default().labels(&selector)).await {
         Ok(list) => list,
         Err(e) => return Probe::failed(format!("API: {}", crate::reconcile::error_chain(&e))),
@@ -149,9 +158,18 @@ async fn reads(client: &kube::Client, mall: &Mall, region: &str) -> Probe {
     let mut shards: Vec<Shard> = listed.items.iter().map(shard_of).collect();
     shards.sort_by_key(|s| s.index);
     let mut problems = Vec::new();
+    let seed = Topology::of(mall).and_then(|t| t.member(region).and_then(|m| m.seeded_from.clone()));
     for i in 0..mall.spec.database.shards {
         match shards.iter().find(|s| s.index == i) {
             None => problems.push(format!("shard {i}: no Cluster")),
+            Some(s) if s.initdb && seed.is_some() => problems.push(format!(
+                "shard {i} ({}) was created with initdb: it is an independent database, not a replica of {}; it \
+                 is never promoted nor rewritten: delete it (its data is not replicated anywhere) and the operator \
+                 rebuilds it from {}",
+                s.name,
+                seed.as_deref().unwrap_or_default(),
+                seed.as_deref().unwrap_or_default()
+            )),
             Some(s) if s.phase != PHASE_HEALTHY && s.phase != PHASE_PROMOTING => problems.push(format!(
                 "shard {i} ({}): {}",
                 s.name,

@@ -18,7 +18,7 @@
 //! The failover controller gets the same hand-off for the shard Clusters of a distributed
 //! topology (those carrying [`EPOCH_ANNOTATION`]): once a Cluster exists, the reconciler applies
 //! the live `spec.replica` (without `promotionToken`, which only the failover controller sets
-//! and clears) and the live epoch, so only the failover controller (field manager
+//! and clears), the live `spec.bootstrap` (fixed at creation) and the live epoch, so only the failover controller (field manager
 //! `mall-failover`) ever moves the primary role or the fencing token; the builder's values are
 //! only those a new Cluster is created with.
 
@@ -38,6 +38,12 @@ fn prepare_failover(child: &mut Value, live: Option<&Value>) {
     let Some(live) = live else { return };
     if child["metadata"]["annotations"][EPOCH_ANNOTATION].is_null() {
         return;
+    }
+    // How a member bootstraps is decided when it is created; a live one keeps its own (a standby
+    // created with `initdb` before the topology is reported by the failover probe, never
+    // silently rewritten).
+    if let (Some(bootstrap), Some(spec)) = (live["spec"].get("bootstrap"), child["spec"].as_object_mut()) {
+        spec.insert("bootstrap".into(), bootstrap.clone());
     }
     if let Some(epoch) = live["metadata"]["annotations"][EPOCH_ANNOTATION].as_str() {
         child["metadata"]["annotations"][EPOCH_ANNOTATION] = Value::String(epoch.to_string());
@@ -128,6 +134,12 @@ mod tests {
         assert_eq!(updated["metadata"]["annotations"][EPOCH_ANNOTATION], "2");
         assert_eq!(updated["spec"]["replica"]["primary"], "shop-us-db-0");
         assert!(updated["spec"]["replica"].get("promotionToken").is_none(), "the token is not the reconciler's");
+        let mut kept = desired();
+        kept["spec"]["bootstrap"] = json!({"recovery": {"source": "shop-us-db-0"}});
+        let mut initdb = live.clone();
+        initdb["spec"]["bootstrap"] = json!({"initdb": {"database": "app"}});
+        prepare(&mut kept, Some(&initdb));
+        assert_eq!(kept["spec"]["bootstrap"], json!({"initdb": {"database": "app"}}), "bootstrap is never rewritten");
         // A Cluster outside a topology is left alone.
         let mut single = json!({"kind": "Cluster", "metadata": {"name": "shop-db-0"}, "spec": {"instances": 1}});
         prepare(&mut single, Some(&live));
