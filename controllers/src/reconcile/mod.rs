@@ -14,6 +14,7 @@
 
 pub mod apply;
 pub mod compare;
+pub mod dbsecrets;
 pub mod fencing;
 pub mod finalize;
 pub mod handoff;
@@ -292,9 +293,14 @@ async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static
     // A region whose cluster cannot be used yet is not applied; its cache password may not
     // have been read back, so nothing is built for it from a guess.
     by_target.retain(|target, _| matches!(resolved.get(target), Some(Ok(_))) || *target == Target::Local);
+    // The shard credentials of a distributed topology: made in the hub, copied to the members.
+    let shard_credentials = dbsecrets::resolve(&ctx.clusters.local(), mall, &namespace, ctx.entropy.as_ref()).await?;
+    by_target.entry(Target::Local).or_default().secrets.extend(shard_credentials.iter().cloned());
     let children = by_target.values().map(ChildSet::len).sum::<usize>();
     let sources = if plan.has_members() {
-        secrets::hub_sources(&ctx.clusters.local(), mall, &namespace).await?
+        let mut sources = secrets::hub_sources(&ctx.clusters.local(), mall, &namespace).await?;
+        sources.extend(shard_credentials);
+        sources
     } else {
         Vec::new()
     };

@@ -15,10 +15,11 @@ use super::{APP_DATABASE, BARMAN_PLUGIN, Scope, cluster_name, object_store_name,
 use crate::build::kinds::amounts;
 use crate::build::names::{MALL_LABEL, REGION_LABEL, SHARD_LABEL, mark_autoscaled};
 use crate::cnpg::cluster::{
-    Cluster, ClusterAffinity, ClusterBootstrap, ClusterBootstrapInitdb, ClusterBootstrapRecovery,
-    ClusterExternalClusters, ClusterExternalClustersPlugin, ClusterInheritedMetadata, ClusterPlugins,
-    ClusterPostgresql, ClusterPostgresqlSynchronous, ClusterPostgresqlSynchronousDataDurability,
-    ClusterPostgresqlSynchronousMethod, ClusterReplica, ClusterResources, ClusterSpec, ClusterStorage,
+    Cluster, ClusterAffinity, ClusterBootstrap, ClusterBootstrapInitdb, ClusterBootstrapInitdbSecret,
+    ClusterBootstrapRecovery, ClusterBootstrapRecoverySecret, ClusterExternalClusters, ClusterExternalClustersPlugin,
+    ClusterInheritedMetadata, ClusterPlugins, ClusterPostgresql, ClusterPostgresqlSynchronous,
+    ClusterPostgresqlSynchronousDataDurability, ClusterPostgresqlSynchronousMethod, ClusterReplica, ClusterResources,
+    ClusterSpec, ClusterStorage,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mall_crds::common::{ResourceAmounts, Resources};
@@ -155,13 +156,22 @@ fn member(t: &Topology, region: &str, shard: i32) -> Distributed {
         r#_self: Some(t.cluster(region, shard)),
         ..ClusterReplica::default()
     };
+    // Identical role credentials in every member: the password is the same whichever is primary.
+    let secret = super::shared_app_secret_name(&t.mall, shard);
     let bootstrap = match t.member(region).and_then(|m| m.seeded_from.as_deref()) {
-        None => initdb(),
+        None => {
+            let mut b = initdb();
+            if let Some(i) = b.initdb.as_mut() {
+                i.secret = Some(ClusterBootstrapInitdbSecret { name: secret });
+            }
+            b
+        }
         Some(seed) => ClusterBootstrap {
             recovery: Some(ClusterBootstrapRecovery {
                 source: Some(t.cluster(seed, shard)),
                 database: Some(APP_DATABASE.into()),
                 owner: Some(APP_DATABASE.into()),
+                secret: Some(ClusterBootstrapRecoverySecret { name: secret }),
                 ..ClusterBootstrapRecovery::default()
             }),
             ..ClusterBootstrap::default()

@@ -52,6 +52,22 @@ pub fn pooler_name(scope: &Scope<'_>, shard: i32) -> String {
 pub fn app_secret_name(scope: &Scope<'_>, shard: i32) -> String {
     format!("{}-app", cluster_name(scope, shard))
 }
+/// `<mall>-db-<shard>-app`: in a distributed topology, the shard's application role credentials
+/// (`kubernetes.io/basic-auth`, user [`APP_DATABASE`]), one Secret identical in every region
+/// (generated once in the hub, copied to member clusters), given to every member's bootstrap so
+/// the role's password is the same whichever region is primary.
+pub fn shared_app_secret_name(mall: &str, shard: i32) -> String {
+    format!("{mall}-db-{shard}-app")
+}
+/// The Secret the shard's application credentials are in: [`shared_app_secret_name`] in a
+/// distributed topology, else CloudNativePG's own `<cluster>-app` ([`app_secret_name`]).
+pub fn credentials_secret_name(scope: &Scope<'_>, shard: i32) -> String {
+    if topology::Topology::of(scope.mall).is_some() {
+        shared_app_secret_name(scope.mall_name(), shard)
+    } else {
+        app_secret_name(scope, shard)
+    }
+}
 /// `<prefix>-db-backup`: the region's Barman Cloud `ObjectStore`.
 pub fn object_store_name(scope: &Scope<'_>) -> String {
     scope.name("db-backup")

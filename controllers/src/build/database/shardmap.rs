@@ -3,9 +3,12 @@
 //! Contract: pure. `<prefix>-shardmap` with keys `shards` (count), `hash` ([`shard::RULE`]),
 //! `database` (`app`) and `shards.json` (one object per shard, in order: `shard`, `cluster`,
 //! `rw`/`ro`/`r` Service names, `pooler` (or null), `write` (pooler if any, else `rw`), `secret`
-//! (`<cluster>-app`), `database`, `port`). Format documented in `docs/sharding.md`.
+//! (`<cluster>-app`; in a distributed topology the shard's Secret shared by every region,
+//! `<mall>-db-<shard>-app`, with `username` and `password`), `database`, `port`). Format documented in `docs/sharding.md`.
 
-use super::{APP_DATABASE, COMPONENT, Scope, app_secret_name, cluster_name, pooler_name, shard, shard_map_name};
+use super::{
+    APP_DATABASE, COMPONENT, Scope, cluster_name, credentials_secret_name, pooler_name, shard, shard_map_name,
+};
 use crate::build::network::POSTGRES_PORT;
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{Value, json};
@@ -25,7 +28,7 @@ pub fn shard_entry(scope: &Scope<'_>, shard: i32) -> Value {
         "r": format!("{cluster}-r"),
         "pooler": pooler,
         "write": write,
-        "secret": app_secret_name(scope, shard),
+        "secret": credentials_secret_name(scope, shard),
         "database": APP_DATABASE,
         "port": POSTGRES_PORT,
     })

@@ -306,7 +306,8 @@ fn shard_map_lists_every_shard_and_the_rule() {
         json!({"shard": 1, "cluster": format!("{prefix}-db-1"), "rw": format!("{prefix}-db-1-rw"),
                "ro": format!("{prefix}-db-1-ro"), "r": format!("{prefix}-db-1-r"),
                "pooler": format!("{prefix}-db-1-pooler-rw"), "write": format!("{prefix}-db-1-pooler-rw"),
-               "secret": format!("{prefix}-db-1-app"), "database": "app", "port": 5432})
+               // Standby regions: the shard's credentials Secret shared by every region.
+               "secret": "singles-day-db-1-app", "database": "app", "port": 5432})
     );
     assert_eq!(map.as_array().unwrap().len(), 2);
 }
@@ -367,6 +368,14 @@ fn regions_form_a_distributed_topology_through_the_object_store() {
     // The initial primary bootstraps with initdb; the standby recovers from it and follows it.
     assert!(eu["spec"]["bootstrap"]["initdb"].is_object() && eu["spec"]["bootstrap"].get("recovery").is_none());
     assert_eq!(us["spec"]["bootstrap"]["recovery"]["source"], "global-shop-eu-db-1");
+    // One application role Secret per shard, the same in every member.
+    assert_eq!(eu["spec"]["bootstrap"]["initdb"]["secret"]["name"], "global-shop-db-1-app");
+    assert_eq!(us["spec"]["bootstrap"]["recovery"]["secret"]["name"], "global-shop-db-1-app");
+    let maps = of_kind(&objects, "ConfigMap");
+    for map in maps {
+        let shards: Value = serde_json::from_str(map["data"]["shards.json"].as_str().unwrap()).unwrap();
+        assert_eq!(shards[1]["secret"], "global-shop-db-1-app", "{}", map["metadata"]["name"]);
+    }
     assert_eq!(us["spec"]["replica"]["source"], "global-shop-eu-db-1");
     assert_eq!(us["spec"]["replica"]["self"], "global-shop-us-db-1");
     assert_eq!(eu["spec"]["replica"]["source"], "global-shop-us-db-1");
