@@ -15,8 +15,10 @@
 //!    probed health, the witnesses' reports and the pending request, and its decision starts a
 //!    move, refuses the request, or sets `FailoverRecommended` / `FailoverBlocked`;
 //! 3. the status ([`super::status`]) is written when it changed beyond probe times and counts
-//!    (a converged Mall costs no writes), and the hub's `DNSEndpoint` ([`super::dns`]) when it
-//!    changed.
+//!    (a converged Mall costs no writes), conditioned on the resourceVersion the tick read (on a
+//!    conflict re-read, and written only if the epoch is still the tick's: a stalled leader never
+//!    writes an older epoch),
+//!    and the hub's `DNSEndpoint` ([`super::dns`]) when it changed.
 //!
 //! Every region's client comes from the [`Clusters`] registry (the operator's own cluster or a
 //! member kubeconfig Secret). Errors of one region become its probe failure; a refused write
@@ -53,6 +55,15 @@ pub enum DriverError {
     /// Publishing the DNS record failed.
     #[error("publishing the DNSEndpoint")]
     Dns(#[source] kube::Error),
+    /// Reading the Mall again failed.
+    #[error("reading the Mall")]
+    Read(#[source] kube::Error),
+    /// The Mall's epoch moved past this tick's: nothing was written (the next tick rereads).
+    #[error("the Mall moved past failover epoch {epoch} during this tick: nothing written")]
+    Fenced {
+        /// The epoch this tick computed from.
+        epoch: i64,
+    },
 }
 
 /// What the driver remembers of one Mall between ticks.
@@ -221,7 +232,7 @@ impl Driver {
             },
         ];
         if state.written.as_ref().map(significant) != Some(significant(&out)) {
-            status::write(&self.clusters.local().client, mall, &out, None).await?;
+            self.write_status(mall, &out).await?;
             state.written = Some(out.clone());
         }
         self.publish_dns(mall, &out, &probes, state).await
@@ -268,7 +279,7 @@ impl Driver {
                 r.role = Some("replica".into());
             }
             // The new archive folder and seed must be recorded before the Clusters go.
-            status::write(&self.clusters.local().client, mall, out, None).await?;
+            self.write_status(mall, out).await?;
             execute::delete_shards(&client, &ns, topology, region, mall.spec.database.shards).await?;
             state.trackers.insert(region.clone(), Tracker::default());
             self.event(
@@ -284,6 +295,29 @@ impl Driver {
             .await;
         }
         Ok(())
+    }
+
+    /// Writes `out` conditioned on the resourceVersion this tick read; on a conflict (another
+    /// writer, usually the reconciler, wrote the status meanwhile) it reads the Mall again and
+    /// writes once more only if its epoch is still `out`'s: a leader that stalled mid-tick never
+    /// writes an older epoch or active region over a newer one.
+    async fn write_status(&self, mall: &Mall, out: &FailoverStatus) -> Result<(), DriverError> {
+        let hub = self.clusters.local().client.clone();
+        match status::write(&hub, mall, out, mall.metadata.resource_version.as_deref()).await {
+            Err(status::StatusError::Write { source: kube::Error::Api(e), .. }) if e.code == 409 => {
+                let api: kube::Api<Mall> =
+                    kube::Api::namespaced(hub.clone(), mall.metadata.namespace.as_deref().unwrap_or_default());
+                let fresh = match api.get(mall.metadata.name.as_deref().unwrap_or_default()).await {
+                    Ok(m) => m,
+                    Err(e) => return Err(DriverError::Read(e)),
+                };
+                if fresh.status.as_ref().map_or(0, |s| s.failover_epoch) != out.failover_epoch {
+                    return Err(DriverError::Fenced { epoch: out.failover_epoch });
+                }
+                Ok(status::write(&hub, &fresh, out, fresh.metadata.resource_version.as_deref()).await?)
+            }
+            other => Ok(other?),
+        }
     }
 
     async fn publish_dns(
