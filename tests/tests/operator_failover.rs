@@ -11,7 +11,8 @@
 //! epoch before it was demoted.
 //!
 //! Steps: converge (eu active, DNS at eu); switchover eu → us → eu through `mallctl switchover
-//! --wait` (tokens, RPO 0); manual mode: kill eu, `FailoverRecommended`, nothing moves, restart;
+//! --wait` (tokens, RPO 0); manual mode: kill eu, `FailoverRecommended`, nothing moves until
+//! `mallctl failover --to us --wait`; eu restarts and is rebuilt; switchover back to eu;
 //! automatic: kill eu → us active, epoch + 1, DNS at us, RTO and the WAL lost printed; restart eu
 //! → demoted, rebuilt from us into a new archive folder, Healthy; a stale writer (epoch 2)
 //! refused by us's API server; switchover back to eu; eu's health flapping faster than the
@@ -300,8 +301,25 @@ async fn failover_and_switchover_across_three_clusters() {
     println!("manual mode: {:?}", condition(&m, "FailoverRecommended"));
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(active(&get(&malls).await), ("eu".to_string(), 2), "manual mode moved by itself");
+    // ... until a person runs `mallctl failover`.
+    let (code, out, err) = mallctl(&hub_kc, &["failover", NAME, "--to", "us", "--wait", "--timeout", "3m"]);
+    assert_eq!(code, 0, "manual failover: {out}\n{err}\noperator log:\n{}", op.log_text());
+    assert_eq!(active(&get(&malls).await), ("us".to_string(), 3));
+    println!("manual mode, mallctl failover: {}", out.trim());
     eu.local.as_mut().unwrap().restart().await.expect("eu restarts");
-    wait_mall(&malls, &op, "eu Healthy again (manual)", 120, converged).await;
+    let rebuilt_in = |epoch: i64| {
+        move |m: &Mall| {
+            health(m, "eu") == "Healthy"
+                && m.status
+                    .as_ref()
+                    .and_then(|s| s.regions.iter().find(|r| r.name == "eu"))
+                    .is_some_and(|r| r.server_epoch == epoch)
+        }
+    };
+    wait_mall(&malls, &op, "eu rebuilt after the manual failover", 180, rebuilt_in(3)).await;
+    let (code, out, err) = mallctl(&hub_kc, &["switchover", NAME, "--to", "eu", "--wait", "--timeout", "3m"]);
+    assert_eq!(code, 0, "switchover back to the rebuilt eu: {out}\n{err}");
+    wait_mall(&malls, &op, "both Healthy on eu (epoch 4)", 120, converged).await;
 
     // Automatic: kill eu; us takes over.
     doc["spec"]["failover"]["mode"] = json!("automatic");
@@ -317,7 +335,7 @@ async fn failover_and_switchover_across_three_clusters() {
         lost.push(p.written.saturating_sub(p.archived));
     }
     let after = wait_mall(&malls, &op, "us active after eu died", 120, |m| {
-        active(m) == ("us".to_string(), 3)
+        active(m) == ("us".to_string(), 5)
             && m.status.as_ref().and_then(|s| s.last_failover.as_ref()).is_some_and(|l| l.completed.is_some())
     })
     .await;
@@ -338,31 +356,24 @@ async fn failover_and_switchover_across_three_clusters() {
 
     // eu returns: demoted on first contact, rebuilt from us into a new archive folder.
     eu.local.as_mut().unwrap().restart().await.expect("eu restarts");
-    let back = wait_mall(&malls, &op, "eu rebuilt and Healthy", 180, |m| {
-        health(m, "eu") == "Healthy"
-            && m.status
-                .as_ref()
-                .and_then(|s| s.regions.iter().find(|r| r.name == "eu"))
-                .is_some_and(|r| r.server_epoch == 3)
-    })
-    .await;
+    let back = wait_mall(&malls, &op, "eu rebuilt and Healthy", 180, rebuilt_in(5)).await;
     let eu_db: Api<DynamicObject> = Api::namespaced_with(eu.client.clone(), NS, &cluster_resource());
     let rebuilt = eu_db.get(&format!("{NAME}-eu-db-0")).await.unwrap();
     assert_eq!(rebuilt.data["spec"]["replica"]["primary"], format!("{NAME}-us-db-0"));
-    assert_eq!(rebuilt.data["spec"]["plugins"][0]["parameters"]["serverName"], format!("{NAME}-eu-db-0-e3"));
+    assert_eq!(rebuilt.data["spec"]["plugins"][0]["parameters"]["serverName"], format!("{NAME}-eu-db-0-e5"));
     assert_eq!(rebuilt.data["spec"]["bootstrap"]["recovery"]["source"], format!("{NAME}-us-db-0"));
-    assert_eq!(active(&back), ("us".to_string(), 3));
+    assert_eq!(active(&back), ("us".to_string(), 5));
 
-    // A stale writer (the operator's own member identity, writing in epoch 2) trying to give the
+    // A stale writer (the operator's own member identity, writing in epoch 4) trying to give the
     // primary role back to eu is refused by us's own API server.
     let stale = mall_controllers::build::database::topology::Topology {
         mall: NAME.into(),
         active: "eu".into(),
-        epoch: 2,
+        epoch: 4,
         members: mall_controllers::build::database::topology::Topology::of(&back).unwrap().members,
     };
     let refused =
-        mall_controllers::failover::execute::set_role(&client_of(&us_identity).await, NS, &stale, "us", 0, 2, None)
+        mall_controllers::failover::execute::set_role(&client_of(&us_identity).await, NS, &stale, "us", 0, 4, None)
             .await
             .expect_err("a stale epoch must be refused");
     let text = mall_controllers::reconcile::error_chain(&refused);
@@ -381,7 +392,7 @@ async fn failover_and_switchover_across_three_clusters() {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     let m = get(&malls).await;
-    assert_eq!(active(&m), ("eu".to_string(), 4), "flapping health moved the primary");
+    assert_eq!(active(&m), ("eu".to_string(), 6), "flapping health moved the primary");
     println!("flapping eu for 18 s (3 s down / 3 s up, threshold 3 x 2 s): no failover");
 
     // A partition between hub and eu while a witness in us still sees eu: no failover, and a
@@ -407,7 +418,7 @@ async fn failover_and_switchover_across_three_clusters() {
     .await;
     println!("partition: {:?}", condition(&blocked, "FailoverBlocked"));
     tokio::time::sleep(Duration::from_secs(6)).await;
-    assert_eq!(active(&get(&malls).await), ("eu".to_string(), 4), "a partition caused a failover");
+    assert_eq!(active(&get(&malls).await), ("eu".to_string(), 6), "a partition caused a failover");
     eu_proxy.clear();
     let _ = witness.kill();
     let _ = witness.wait();

@@ -172,7 +172,11 @@ impl Driver {
         let mut recommended = None;
         let mut blocked = None;
         if let Some(current) = state.current.take() {
+            let failover = !current.is_switchover();
             state.current = moves::advance(self, mall, &topology, current, &probes, &mut out, now).await?;
+            if failover && state.current.is_none() {
+                self.rebuild_demoted(mall, &probes, state, &mut out).await?;
+            }
             if let Some(r) = request.filter(|r| out.last_request.as_ref().is_none_or(|l| l.id != r.id)) {
                 out.last_request = Some(outcome(&r.id, "Refused", "another failover or switchover is running".into()));
             }
@@ -272,29 +276,75 @@ impl Driver {
                     return Err(e.into());
                 }
             }
-            if let Some(r) = out.regions.iter_mut().find(|r| &r.name == region) {
-                r.health = "Rebuilding".into();
-                r.server_epoch = topology.epoch;
-                r.seeded_from = Some(topology.active.clone());
-                r.role = Some("replica".into());
-            }
-            // The new archive folder and seed must be recorded before the Clusters go.
-            self.write_status(mall, out).await?;
-            execute::delete_shards(&client, &ns, topology, region, mall.spec.database.shards).await?;
-            state.trackers.insert(region.clone(), Tracker::default());
-            self.event(
-                mall,
-                false,
-                "RegionFenced",
-                format!(
-                    "region {region} came back claiming the primary role of shard(s) {stale:?}: demoted in epoch {} and \
-                     rebuilt from {} (archive folder suffix -e{})",
-                    topology.epoch, topology.active, topology.epoch
-                ),
-            )
-            .await;
+            let note = format!(
+                "region {region} came back claiming the primary role of shard(s) {stale:?}: demoted in epoch {} and \
+                 rebuilt from {} (archive folder suffix -e{})",
+                topology.epoch, topology.active, topology.epoch
+            );
+            self.rebuild(mall, topology, region, &client, state, out, note).await?;
         }
         Ok(())
+    }
+
+    /// Marks `region` `Rebuilding` (its shards re-seeded from the active region into archive
+    /// folders of the current epoch), records it, deletes its shard Clusters for the reconciler
+    /// to recreate, and resets its probe counts (it is `Healthy` again only once the rebuilt
+    /// shards pass `failureThreshold` probes).
+    #[allow(clippy::too_many_arguments)]
+    async fn rebuild(
+        &self,
+        mall: &Mall,
+        topology: &Topology,
+        region: &str,
+        client: &kube::Client,
+        state: &mut MallState,
+        out: &mut FailoverStatus,
+        note: String,
+    ) -> Result<(), DriverError> {
+        let ns = mall.metadata.namespace.clone().unwrap_or_default();
+        if let Some(r) = out.regions.iter_mut().find(|r| r.name == region) {
+            r.health = "Rebuilding".into();
+            r.server_epoch = topology.epoch;
+            r.seeded_from = Some(topology.active.clone());
+            r.role = Some("replica".into());
+        }
+        // The new archive folder and seed must be recorded before the Clusters go.
+        self.write_status(mall, out).await?;
+        execute::delete_shards(client, &ns, topology, region, mall.spec.database.shards).await?;
+        state.trackers.insert(region.to_string(), Tracker::default());
+        self.event(mall, false, "RegionFenced", note).await;
+        Ok(())
+    }
+
+    /// After a failover that demoted a reachable old primary (a requested failover), that
+    /// region is rebuilt: without a token its shards may hold writes the new primary never had.
+    async fn rebuild_demoted(
+        &self,
+        mall: &Mall,
+        probes: &BTreeMap<String, Probe>,
+        state: &mut MallState,
+        out: &mut FailoverStatus,
+    ) -> Result<(), DriverError> {
+        let Some(last) = out.last_failover.clone().filter(|l| l.kind == "failover" && l.completed.is_some()) else {
+            return Ok(());
+        };
+        if !probes.get(&last.from).is_some_and(|p| p.reachable) {
+            return Ok(());
+        }
+        let Some(base) = Topology::of(mall) else { return Ok(()) };
+        let topology = Topology { active: last.to.clone(), epoch: last.epoch, ..base };
+        let ns = mall.metadata.namespace.clone().unwrap_or_default();
+        let Some(scope) = crate::build::Scope::all(mall).into_iter().find(|s| s.region == Some(last.from.as_str()))
+        else {
+            return Ok(());
+        };
+        let Ok(client) = self.client(&ns, &scope.target).await else { return Ok(()) };
+        let note = format!(
+            "region {} was demoted by a failover without a token in epoch {}: rebuilt from {} (archive folder suffix \
+             -e{})",
+            last.from, last.epoch, last.to, last.epoch
+        );
+        self.rebuild(mall, &topology, &last.from, &client, state, out, note).await
     }
 
     /// Writes `out` conditioned on the resourceVersion this tick read; on a conflict (another

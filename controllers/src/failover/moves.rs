@@ -210,19 +210,25 @@ async fn roles(
         Move::Failover { from, to, epoch, .. } => (from, to, *epoch, true),
         Move::Switchover { from, to, epoch } => (from, to, *epoch, false),
     };
-    let mut writes: Vec<(&str, i32)> = Vec::new();
+    // Demotions first, then promotions: with the old primary reachable (a requested failover)
+    // no shard ever has two primaries by our hand. A failover does not wait on an old region
+    // its last probe did not reach; a switchover always demotes first (it is healthy).
+    let reachable = probes.get(from).is_some_and(|p| p.reachable);
+    let mut demote: Vec<(&str, i32)> = Vec::new();
+    let mut promotions: Vec<(&str, i32)> = Vec::new();
     for shard in 0..mall.spec.database.shards {
         let seen = |region: &str| probes.get(region).and_then(|p| p.shards.iter().find(|s| s.index == shard));
         let landed = |region: &str, primary: bool| {
             seen(region).is_some_and(|s| s.epoch == Some(epoch) && s.claims_primary() == primary)
         };
-        if promote && (all || !landed(to, true)) {
-            writes.push((to, shard));
+        if (reachable && !landed(from, false)) || (all && !promote) {
+            demote.push((from, shard));
         }
-        if all || (probes.get(from).is_some_and(|p| p.reachable) && !landed(from, false)) {
-            writes.push((from, shard));
+        if promote && (all || !landed(to, true)) {
+            promotions.push((to, shard));
         }
     }
+    let writes = demote.into_iter().chain(promotions);
     for (region, shard) in writes {
         let Some(scope) = crate::build::Scope::all(mall).into_iter().find(|s| s.region == Some(region)) else {
             continue;
