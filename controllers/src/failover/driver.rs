@@ -14,7 +14,7 @@
 //! 2. a running move advances ([`super::moves`]); otherwise [`super::machine::decide`] runs on the
 //!    probed health, the witnesses' reports and the pending request, and its decision starts a
 //!    move, refuses the request, or sets `FailoverRecommended` / `FailoverBlocked`;
-//! 3. the status ([`super::status`]) is written when it changed beyond probe times and counts
+//! 3. the status ([`super::status`]) is written when it changed beyond probe times, counts and errors
 //!    (a converged Mall costs no writes), conditioned on the resourceVersion the tick read (on a
 //!    conflict re-read, and written only if the epoch is still the tick's: a stalled leader never
 //!    writes an older epoch),
@@ -397,15 +397,17 @@ impl Driver {
     }
 }
 
-/// `status` without what changes on every probe (probe time and counts): the status is written
-/// when anything else changed, so a converged Mall costs no writes; the counts and probe time
-/// written are those of the last change.
+/// `status` without what changes on every probe (probe time, counts, the last error): the status
+/// is written when anything else changed (health, roles, a move, a request, a condition), so a
+/// converged Mall costs no writes and a failing region one write when it goes `Down`; the counts,
+/// probe time and error written are those of the last change.
 fn significant(status: &FailoverStatus) -> FailoverStatus {
     let mut s = status.clone();
     for r in &mut s.regions {
         r.last_probe = None;
         r.consecutive_failures = 0;
         r.consecutive_successes = 0;
+        r.last_error = None;
     }
     s
 }
