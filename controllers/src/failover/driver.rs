@@ -236,6 +236,12 @@ impl Driver {
             },
         ];
         if state.written.as_ref().map(significant) != Some(significant(&out)) {
+            tracing::debug!(
+                mall = %plan.name,
+                desired = %serde_json::to_string(&significant(&out)).unwrap_or_default(),
+                last = %state.written.as_ref().map(|w| serde_json::to_string(&significant(w)).unwrap_or_default()).unwrap_or_default(),
+                "writing status (failover)"
+            );
             self.write_status(mall, &out).await?;
             state.written = Some(out.clone());
         }

@@ -68,8 +68,10 @@ pub fn condition(mall: &Mall, type_: &str, on: bool, reason: &str, message: Stri
     let previous = mall.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
     let since = match previous {
         Some(p) if p.status == status => p.last_transition_time.clone(),
+        // Whole seconds, as the API server stores a condition's time: a value with milliseconds
+        // would read back different and cost one more write.
         _ => Time(
-            k8s_openapi::jiff::Timestamp::from_millisecond(now.timestamp_millis())
+            k8s_openapi::jiff::Timestamp::from_second(now.timestamp())
                 .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
         ),
     };
