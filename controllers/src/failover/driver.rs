@@ -106,6 +106,31 @@ impl Driver {
         }
     }
 
+    /// The client of the cluster holding `region` of `mall`.
+    pub async fn region_client(&self, mall: &Mall, region: &str) -> Result<kube::Client, String> {
+        let region =
+            mall.spec.regions.iter().find(|r| r.name == region).ok_or_else(|| format!("no region {region}"))?;
+        let namespace = mall.metadata.namespace.as_deref().unwrap_or_default();
+        self.client(namespace, &Target::of(region.cluster.as_ref())).await
+    }
+
+    /// Gives shard `shard`'s member in `region` its role in `topology` (see
+    /// [`execute::set_role`]), the error on one line.
+    pub async fn set_role(
+        &self,
+        mall: &Mall,
+        topology: &Topology,
+        region: &str,
+        shard: i32,
+        token: Option<&str>,
+    ) -> Result<(), String> {
+        let client = self.region_client(mall, region).await?;
+        let namespace = mall.metadata.namespace.as_deref().unwrap_or_default();
+        execute::set_role(&client, namespace, topology, region, shard, topology.epoch, token)
+            .await
+            .map_err(|e| error_chain(&e))
+    }
+
     /// Publishes an Event on `mall`.
     pub async fn event(&self, mall: &Mall, warning: bool, reason: &str, mut note: String) {
         // The API server refuses a note over 1024 bytes (an admission refusal can be longer).
@@ -211,7 +236,6 @@ impl Driver {
                         request.as_ref(),
                         &probes,
                         &mut out,
-                        now,
                     )
                     .await?;
                 }
@@ -268,14 +292,7 @@ impl Driver {
             if stale.is_empty() {
                 continue;
             }
-            let Some(scope) = crate::build::Scope::all(mall).into_iter().find(|s| s.region == Some(region.as_str()))
-            else {
-                continue;
-            };
-            let client = match self.client(&ns, &scope.target).await {
-                Ok(c) => c,
-                Err(_) => continue,
-            };
+            let Ok(client) = self.region_client(mall, region).await else { continue };
             for shard in &stale {
                 if let Err(e) = execute::set_role(&client, &ns, topology, region, *shard, topology.epoch, None).await {
                     self.event(mall, true, "FencingRefused", error_chain(&e)).await;
@@ -339,12 +356,7 @@ impl Driver {
         }
         let Some(base) = Topology::of(mall) else { return Ok(()) };
         let topology = Topology { active: last.to.clone(), epoch: last.epoch, ..base };
-        let ns = mall.metadata.namespace.clone().unwrap_or_default();
-        let Some(scope) = crate::build::Scope::all(mall).into_iter().find(|s| s.region == Some(last.from.as_str()))
-        else {
-            return Ok(());
-        };
-        let Ok(client) = self.client(&ns, &scope.target).await else { return Ok(()) };
+        let Ok(client) = self.region_client(mall, &last.from).await else { return Ok(()) };
         let note = format!(
             "region {} was demoted by a failover without a token in epoch {}: rebuilt from {} (archive folder suffix \
              -e{})",
@@ -353,26 +365,37 @@ impl Driver {
         self.rebuild(mall, &topology, &last.from, &client, state, out, note).await
     }
 
-    /// Writes `out` conditioned on the resourceVersion this tick read; on a conflict (another
-    /// writer, usually the reconciler, wrote the status meanwhile) it reads the Mall again and
-    /// writes once more only if its epoch is still `out`'s: a leader that stalled mid-tick never
-    /// writes an older epoch or active region over a newer one.
-    async fn write_status(&self, mall: &Mall, out: &FailoverStatus) -> Result<(), DriverError> {
+    /// Writes `out` only over a Mall whose epoch is `expected`, conditioned on its
+    /// resourceVersion: first the Mall this tick read, and after a conflict (another writer,
+    /// usually the reconciler, wrote the status meanwhile) or an epoch mismatch the Mall read
+    /// again, once. `Ok(false)`: the epoch is not `expected` (another move happened, or this
+    /// writer is stale), nothing written. The one way the failover controller writes its status:
+    /// an epoch is raised exactly once per move, and a leader that stalled mid-tick never writes
+    /// an older epoch or active region over a newer one.
+    pub async fn write_fenced(&self, mall: &Mall, out: &FailoverStatus, expected: i64) -> Result<bool, DriverError> {
         let hub = self.clusters.local().client.clone();
-        match status::write(&hub, mall, out, mall.metadata.resource_version.as_deref()).await {
-            Err(status::StatusError::Write { source: kube::Error::Api(e), .. }) if e.code == 409 => {
-                let api: kube::Api<Mall> =
-                    kube::Api::namespaced(hub.clone(), mall.metadata.namespace.as_deref().unwrap_or_default());
-                let fresh = match api.get(mall.metadata.name.as_deref().unwrap_or_default()).await {
-                    Ok(m) => m,
-                    Err(e) => return Err(DriverError::Read(e)),
-                };
-                if fresh.status.as_ref().map_or(0, |s| s.failover_epoch) != out.failover_epoch {
-                    return Err(DriverError::Fenced { epoch: out.failover_epoch });
-                }
-                Ok(status::write(&hub, &fresh, out, fresh.metadata.resource_version.as_deref()).await?)
+        let epoch = |m: &Mall| m.status.as_ref().map_or(0, |s| s.failover_epoch);
+        if epoch(mall) == expected {
+            match status::write(&hub, mall, out, mall.metadata.resource_version.as_deref()).await {
+                Err(status::StatusError::Write { source: kube::Error::Api(e), .. }) if e.code == 409 => {}
+                other => return other.map(|()| true).map_err(DriverError::from),
             }
-            other => Ok(other?),
+        }
+        let api: kube::Api<Mall> =
+            kube::Api::namespaced(hub.clone(), mall.metadata.namespace.as_deref().unwrap_or_default());
+        let fresh = api.get(mall.metadata.name.as_deref().unwrap_or_default()).await.map_err(DriverError::Read)?;
+        if epoch(&fresh) != expected {
+            return Ok(false);
+        }
+        status::write(&hub, &fresh, out, fresh.metadata.resource_version.as_deref()).await?;
+        Ok(true)
+    }
+
+    /// [`Self::write_fenced`] for `out`'s own epoch; a stale epoch is an error.
+    async fn write_status(&self, mall: &Mall, out: &FailoverStatus) -> Result<(), DriverError> {
+        match self.write_fenced(mall, out, out.failover_epoch).await? {
+            true => Ok(()),
+            false => Err(DriverError::Fenced { epoch: out.failover_epoch }),
         }
     }
 

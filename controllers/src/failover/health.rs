@@ -9,9 +9,10 @@
 use chrono::{DateTime, Utc};
 
 /// A region's health.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Health {
     /// Not probed enough yet.
+    #[default]
     Unknown,
     /// `threshold` consecutive successful probes.
     Healthy,
@@ -31,7 +32,7 @@ impl Health {
 }
 
 /// Probe counts of one region.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tracker {
     /// Current health.
     pub health: Health,
@@ -45,19 +46,6 @@ pub struct Tracker {
     pub last_error: Option<String>,
     /// When the region was last probed.
     pub last_probe: Option<DateTime<Utc>>,
-}
-
-impl Default for Tracker {
-    fn default() -> Self {
-        Self {
-            health: Health::Unknown,
-            failures: 0,
-            successes: 0,
-            failing_since: None,
-            last_error: None,
-            last_probe: None,
-        }
-    }
 }
 
 impl Tracker {

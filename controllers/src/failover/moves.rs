@@ -21,13 +21,10 @@
 //! A move in progress survives an operator restart through the status ([`resume`]).
 
 use super::driver::{Driver, DriverError, outcome};
-use super::execute;
 use super::probe::{PHASE_HEALTHY, PHASE_UNRECOVERABLE, Probe};
 use super::status::{self, FailoverStatus};
 use crate::build::database::topology::Topology;
-use crate::reconcile::error_chain;
 use chrono::{DateTime, Utc};
-use kube::api::Api;
 use mall_crds::Mall;
 use mall_crds::requests::FailoverRequest;
 use mall_crds::status::{FailoverRecord, ShardSwitch, SwitchoverState};
@@ -93,30 +90,6 @@ fn set_roles(out: &mut FailoverStatus) {
     }
 }
 
-/// Writes `out` conditioned on the Mall not having moved since `topology` was read.
-async fn raise_epoch(
-    driver: &Driver,
-    mall: &Mall,
-    topology: &Topology,
-    out: &FailoverStatus,
-) -> Result<bool, DriverError> {
-    let hub = driver.clusters.local().client.clone();
-    let api: Api<Mall> = Api::namespaced(hub.clone(), mall.metadata.namespace.as_deref().unwrap_or_default());
-    let name = mall.metadata.name.clone().unwrap_or_default();
-    let fresh = match api.get(&name).await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(mall = %name, error = %error_chain(&e), "cannot read the Mall before raising the epoch");
-            return Ok(false);
-        }
-    };
-    if fresh.status.as_ref().map_or(0, |s| s.failover_epoch) != topology.epoch {
-        return Ok(false);
-    }
-    status::write(&hub, &fresh, out, fresh.metadata.resource_version.as_deref()).await?;
-    Ok(true)
-}
-
 /// Starts a failover to `to` (see the module header).
 #[allow(clippy::too_many_arguments)]
 pub async fn start_failover(
@@ -129,7 +102,6 @@ pub async fn start_failover(
     request: Option<&FailoverRequest>,
     probes: &BTreeMap<String, Probe>,
     out: &mut FailoverStatus,
-    now: DateTime<Utc>,
 ) -> Result<Option<Move>, DriverError> {
     let epoch = topology.epoch + 1;
     let from = topology.active.clone();
@@ -151,8 +123,7 @@ pub async fn start_failover(
         out.last_request =
             Some(outcome(&r.id, "Accepted", format!("failing over from {from} to {to} in epoch {epoch}")));
     }
-    let _ = now;
-    if !raise_epoch(driver, mall, topology, out).await? {
+    if !driver.write_fenced(mall, out, topology.epoch).await? {
         return Ok(None);
     }
     driver.event(mall, true, "FailoverStarted", format!("{reason}: promoting {to} in epoch {epoch}")).await;
@@ -186,7 +157,7 @@ pub async fn start_switchover(
         out.last_request =
             Some(outcome(&r.id, "Accepted", format!("switching over from {from} to {to} in epoch {epoch}")));
     }
-    if !raise_epoch(driver, mall, topology, out).await? {
+    if !driver.write_fenced(mall, out, topology.epoch).await? {
         return Ok(None);
     }
     driver.event(mall, false, "SwitchoverStarted", format!("demoting {from} in epoch {epoch}")).await;
@@ -205,7 +176,6 @@ async fn roles(
     probes: &BTreeMap<String, Probe>,
     all: bool,
 ) {
-    let ns = mall.metadata.namespace.clone().unwrap_or_default();
     let (from, to, epoch, promote) = match step {
         Move::Failover { from, to, epoch, .. } => (from, to, *epoch, true),
         Move::Switchover { from, to, epoch } => (from, to, *epoch, false),
@@ -230,15 +200,7 @@ async fn roles(
     }
     let writes = demote.into_iter().chain(promotions);
     for (region, shard) in writes {
-        let Some(scope) = crate::build::Scope::all(mall).into_iter().find(|s| s.region == Some(region)) else {
-            continue;
-        };
-        let result = match driver.client(&ns, &scope.target).await {
-            Ok(client) => {
-                execute::set_role(&client, &ns, next, region, shard, epoch, None).await.map_err(|e| error_chain(&e))
-            }
-            Err(e) => Err(e),
-        };
+        let result = driver.set_role(mall, next, region, shard, None).await;
         if let Err(e) = result {
             let warn = region == to.as_str();
             tracing::warn!(region, shard, error = %e, "role write failed; retried next tick");
@@ -288,8 +250,6 @@ pub async fn advance(
             let next = with_active(topology, to, *epoch);
             roles(driver, mall, &next, &step, probes, false).await;
             let Some(state) = out.switchover.as_mut() else { return Ok(None) };
-            let ns = mall.metadata.namespace.clone().unwrap_or_default();
-            let target = crate::build::Scope::all(mall).into_iter().find(|s| s.region == Some(to.as_str()));
             for shard in &mut state.shards {
                 let old = probes.get(from).and_then(|p| p.shards.iter().find(|s| s.index == shard.index));
                 let new = probes.get(to).and_then(|p| p.shards.iter().find(|s| s.index == shard.index));
@@ -322,18 +282,8 @@ pub async fn advance(
                     }
                     Some(s) if s.epoch == Some(*epoch) && s.claims_primary() => {}
                     _ => {
-                        if let Some(scope) = &target {
-                            let written = match driver.client(&ns, &scope.target).await {
-                                Ok(c) => execute::set_role(&c, &ns, &next, to, shard.index, *epoch, Some(&token))
-                                    .await
-                                    .map_err(|e| error_chain(&e)),
-                                Err(e) => Err(e),
-                            };
-                            if let Err(e) = written {
-                                driver
-                                    .event(mall, true, "PromotionRetrying", format!("shard {}: {e}", shard.index))
-                                    .await;
-                            }
+                        if let Err(e) = driver.set_role(mall, &next, to, shard.index, Some(&token)).await {
+                            driver.event(mall, true, "PromotionRetrying", format!("shard {}: {e}", shard.index)).await;
                         }
                     }
                 }

@@ -106,15 +106,9 @@ impl Probe {
     }
 }
 
-/// The CloudNativePG `Cluster` resource.
+/// The CloudNativePG `Cluster` resource (of the kopium type).
 pub fn cluster_resource() -> ApiResource {
-    ApiResource {
-        group: "postgresql.cnpg.io".into(),
-        version: "v1".into(),
-        api_version: "postgresql.cnpg.io/v1".into(),
-        kind: "Cluster".into(),
-        plural: "clusters".into(),
-    }
+    ApiResource::erase::<crate::cnpg::Cluster>(&())
 }
 
 /// Reads a shard from a Cluster object.
