@@ -88,6 +88,7 @@
 //! so the audit log still names them.
 
 pub mod audit;
+pub mod base64;
 mod cluster;
 pub mod cnpg_sim;
 pub mod cnpg_webhooks;
@@ -102,6 +103,7 @@ mod options;
 pub mod pki;
 mod plane;
 mod process;
+pub mod storage;
 pub mod thirdparty;
 pub mod tools;
 

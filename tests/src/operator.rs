@@ -87,7 +87,11 @@ async fn token_kubeconfig(env: &Env, namespace: &str, name: &str, path: &Path) -
         .certificate_authority_data
         .clone()
         .or_else(|| {
-            cluster.certificate_authority.as_ref().and_then(|p| std::fs::read(p).ok()).map(|pem| base64_encode(&pem))
+            cluster
+                .certificate_authority
+                .as_ref()
+                .and_then(|p| std::fs::read(p).ok())
+                .map(|pem| localcluster::base64::encode(&pem))
         })
         .expect("cluster CA");
     let text = format!(
@@ -95,23 +99,6 @@ async fn token_kubeconfig(env: &Env, namespace: &str, name: &str, path: &Path) -
     );
     std::fs::write(path, text).expect("writing the operator kubeconfig");
     path.to_path_buf()
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// A running operator process (killed on drop).

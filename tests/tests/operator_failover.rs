@@ -14,8 +14,10 @@
 //! --wait` (tokens, RPO 0); manual mode: kill eu, `FailoverRecommended`, nothing moves until
 //! `mallctl failover --to us --wait`; eu restarts and is rebuilt; switchover back to eu;
 //! automatic: kill eu → us active, epoch + 1, DNS at us, RTO and the WAL lost printed; restart eu
-//! → demoted, rebuilt from us into a new archive folder, Healthy; a stale writer (epoch 2)
-//! refused by us's API server; switchover back to eu; eu's health flapping faster than the
+//! → demoted, rebuilt from us into a new archive folder, Healthy; a second operator on a hub
+//! restored from a backup of epoch 4 (the Mall's UID and status kept, written into its etcd)
+//! is refused by eu's and us's API servers (`Degraded/FencedByNewerEpoch` and Events in its
+//! hub; eu and us unchanged); switchover back to eu; eu's health flapping faster than the
 //! threshold (fault proxy between hub and eu) moves nothing; a partition hub↔eu while the witness
 //! in us (`mall-witness`) still sees eu: no failover, `FailoverBlocked/WitnessSeesPrimary`.
 
@@ -23,6 +25,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use localcluster::members::{install_member_identity, put_kubeconfig_secret};
 use localcluster::{CnpgSimulator, LocalCluster, Options, SimulatorOptions};
+use mall_controllers::build::database::topology::EPOCH_ANNOTATION;
 use mall_crds::Mall;
 use mall_e2e::{Env, OperatorProcess, apply_yaml, install_operator_identity, operator_bin, repo_root, wait_until};
 use serde_json::{Value, json};
@@ -79,13 +82,6 @@ async fn connect(hub: &Env, member: &Env, secret: &str, proxy: Option<&localclus
     };
     put_kubeconfig_secret(&hub.client, NS, secret, "kubeconfig", &text).await.expect("kubeconfig Secret");
     kubeconfig
-}
-
-/// A client from a kubeconfig's text.
-async fn client_of(text: &str) -> kube::Client {
-    let config = kube::config::Kubeconfig::from_yaml(text).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.expect("config");
-    kube::Client::try_from(config).expect("client")
 }
 
 /// The Gateway a Gateway controller would run in a region, with the address it would report.
@@ -201,6 +197,40 @@ async fn sample(clients: Vec<kube::Client>, samples: Arc<Samples>) {
     }
 }
 
+/// What a backup of the hub holds of the Mall: the Mall as stored (UID, status) and its Secrets.
+struct Backup {
+    mall: Value,
+    secrets: Vec<k8s_openapi::api::core::v1::Secret>,
+}
+
+async fn backup(hub: &Env) -> Backup {
+    let raw: Api<DynamicObject> =
+        Api::namespaced_with(hub.client.clone(), NS, &kube::api::ApiResource::erase::<Mall>(&()));
+    let mall = serde_json::to_value(raw.get(NAME).await.expect("the Mall")).unwrap();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(hub.client.clone(), NS);
+    Backup { mall, secrets: secrets.list(&ListParams::default()).await.expect("Secrets").items }
+}
+
+/// Restores `backup` into `hub` as an etcd restore would: the Mall into storage (keeping its
+/// UID and status), then its Secrets.
+async fn restore(hub: &Env, backup: &Backup) {
+    let key = localcluster::storage::storage_key(mall_crds::GROUP, "malls", NS, NAME);
+    localcluster::storage::restore(hub.local.as_ref().unwrap(), &key, &backup.mall).await.expect("restoring the Mall");
+    let malls: Api<Mall> = Api::namespaced(hub.client.clone(), NS);
+    let uid = backup.mall["metadata"]["uid"].as_str().map(str::to_string);
+    wait_until("the restored Mall served", Duration::from_secs(30), || async {
+        malls.get_opt(NAME).await.ok().flatten().filter(|m| m.metadata.uid == uid).map(|_| ())
+    })
+    .await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(hub.client.clone(), NS);
+    for secret in &backup.secrets {
+        let mut secret = secret.clone();
+        let meta = &mut secret.metadata;
+        (meta.uid, meta.resource_version, meta.creation_timestamp, meta.managed_fields) = (None, None, None, None);
+        secrets.create(&Default::default(), &secret).await.expect("restoring a Secret");
+    }
+}
+
 fn mallctl(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let bin = operator_bin().with_file_name("mallctl");
     let out = std::process::Command::new(bin)
@@ -225,7 +255,7 @@ async fn failover_and_switchover_across_three_clusters() {
     // The hub reaches eu through a fault proxy (flapping health, a partition).
     let eu_proxy = eu.local.as_ref().unwrap().fault_proxy().await.expect("fault proxy");
     connect(&hub, &eu, "cluster-eu-kubeconfig", Some(&eu_proxy)).await;
-    let us_identity = connect(&hub, &us, "cluster-us-kubeconfig", None).await;
+    connect(&hub, &us, "cluster-us-kubeconfig", None).await;
     gateway(&eu, "127.0.10.1").await;
     gateway(&us, "127.0.20.1").await;
     let store = tempfile::tempdir().unwrap();
@@ -321,6 +351,9 @@ async fn failover_and_switchover_across_three_clusters() {
     assert_eq!(code, 0, "switchover back to the rebuilt eu: {out}\n{err}");
     wait_mall(&malls, &op, "both Healthy on eu (epoch 4)", 120, converged).await;
 
+    // A backup of the hub in epoch 4, restored into a second hub later on.
+    let backup = backup(&hub).await;
+
     // Automatic: kill eu; us takes over.
     doc["spec"]["failover"]["mode"] = json!("automatic");
     apply_yaml(&hub.client, None, &[doc.clone()]).await;
@@ -364,21 +397,59 @@ async fn failover_and_switchover_across_three_clusters() {
     assert_eq!(rebuilt.data["spec"]["bootstrap"]["recovery"]["source"], format!("{NAME}-us-db-0"));
     assert_eq!(active(&back), ("us".to_string(), 5));
 
-    // A stale writer (the operator's own member identity, writing in epoch 4) trying to give the
-    // primary role back to eu is refused by us's own API server.
-    let stale = mall_controllers::build::database::topology::Topology {
-        mall: NAME.into(),
-        active: "eu".into(),
-        epoch: 4,
-        members: mall_controllers::build::database::topology::Topology::of(&back).unwrap().members,
-    };
-    let refused =
-        mall_controllers::failover::execute::set_role(&client_of(&us_identity).await, NS, &stale, "us", 0, 4, None)
-            .await
-            .expect_err("a stale epoch must be refused");
-    let text = mall_controllers::reconcile::error_chain(&refused);
-    assert!(text.contains("fenced by a newer failover"), "{text}");
-    println!("stale writer refused: {}", text.chars().take(200).collect::<String>());
+    // A second operator with a stale view: a hub restored from the backup taken in epoch 4 (the
+    // Mall with its UID and status, and its Secrets), running its own operator against the same
+    // members. It would re-promote eu and demote us; the members' API servers refuse it, its
+    // Mall says so, its Events name the refusal, and nothing in eu or us changes.
+    let us_storefront = stores(us.client.clone()).await;
+    let stale_hub = start("fo-stale", 7).await;
+    let stale_dir = tempfile::tempdir().unwrap();
+    let stale_kc = install_operator_identity(&stale_hub, OPERATOR_NS, &[NS], stale_dir.path()).await;
+    restore(&stale_hub, &backup).await;
+    let stale_op = OperatorProcess::spawn(
+        &stale_kc,
+        &dir.path().join("stale-operator.log"),
+        &["--leader-election-namespace", OPERATOR_NS],
+    );
+    let stale_malls: Api<Mall> = Api::namespaced(stale_hub.client.clone(), NS);
+    let fenced = wait_mall(&stale_malls, &stale_op, "the stale operator fenced", 90, |m| {
+        condition(m, "Degraded").is_some_and(|c| c.1 == "FencedByNewerEpoch")
+    })
+    .await;
+    assert_eq!(active(&fenced), ("eu".to_string(), 4), "the restored hub's view");
+    let message = condition(&fenced, "Degraded").unwrap().2;
+    assert!(message.contains("fenced by a newer failover"), "{message}");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(stale_hub.client.clone(), NS);
+    // Its reconciler re-promoting eu, and its failover controller demoting us: both refused.
+    for (what, words) in [
+        ("reconciler", "in region eu refused by the failover epoch fence"),
+        ("failover controller", "setting the role of Cluster global-shop-us-db-"),
+    ] {
+        let event =
+            wait_until(&format!("the stale {what}'s FencedByNewerEpoch Event"), Duration::from_secs(30), || async {
+                events.list(&ListParams::default()).await.ok()?.items.into_iter().find(|e| {
+                    e.reason.as_deref() == Some("FencedByNewerEpoch")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(NAME)
+                        && e.note
+                            .as_deref()
+                            .is_some_and(|n| n.contains(words) && n.contains("fenced by a newer failover"))
+                })
+            })
+            .await;
+        println!("stale operator (hub restored at epoch 4), its {what} refused: {}", event.note.unwrap_or_default());
+    }
+    for (region, client) in [("eu", eu.client.clone()), ("us", us.client.clone())] {
+        let db: Api<DynamicObject> = Api::namespaced_with(client, NS, &cluster_resource());
+        for shard in 0..2 {
+            let c = db.get(&format!("{NAME}-{region}-db-{shard}")).await.unwrap();
+            assert_eq!(c.data["spec"]["replica"]["primary"], format!("{NAME}-us-db-{shard}"), "{region} {shard}");
+            let epoch = c.metadata.annotations.as_ref().and_then(|a| a.get(EPOCH_ANNOTATION)).cloned();
+            assert_eq!(epoch.as_deref(), Some("5"), "{region} shard {shard}");
+        }
+    }
+    assert_eq!(stores(us.client.clone()).await, us_storefront, "the stale operator resized the active region");
+    drop(stale_op);
+    drop(stale_hub);
 
     // Back to eu by switchover; then eu's health flaps faster than the threshold: no failover.
     let (code, out, err) = mallctl(&hub_kc, &["switchover", NAME, "--to", "eu", "--wait", "--timeout", "3m"]);

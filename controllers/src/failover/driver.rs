@@ -128,7 +128,7 @@ impl Driver {
         let namespace = mall.metadata.namespace.as_deref().unwrap_or_default();
         execute::set_role(&client, namespace, topology, region, shard, topology.epoch, token)
             .await
-            .map_err(|e| error_chain(&e))
+            .map_err(|e| e.note())
     }
 
     /// Publishes an Event on `mall`.
@@ -295,7 +295,7 @@ impl Driver {
             let Ok(client) = self.region_client(mall, region).await else { continue };
             for shard in &stale {
                 if let Err(e) = execute::set_role(&client, &ns, topology, region, *shard, topology.epoch, None).await {
-                    self.event(mall, true, "FencingRefused", error_chain(&e)).await;
+                    self.event(mall, true, e.reason(), e.note()).await;
                     return Err(e.into());
                 }
             }
@@ -333,7 +333,10 @@ impl Driver {
         }
         // The new archive folder and seed must be recorded before the Clusters go.
         self.write_status(mall, out).await?;
-        execute::delete_shards(client, &ns, topology, region, mall.spec.database.shards).await?;
+        if let Err(e) = execute::delete_shards(client, &ns, topology, region, mall.spec.database.shards).await {
+            self.event(mall, true, e.reason(), e.note()).await;
+            return Err(e.into());
+        }
         state.trackers.insert(region.to_string(), Tracker::default());
         self.event(mall, false, "RegionFenced", note).await;
         Ok(())

@@ -5,11 +5,12 @@
 //! given) and its epoch annotation; the member cluster's admission policy refuses it when the
 //! epoch is older than the Cluster's, or when it changes the role without a newer epoch (the
 //! error is returned as is). [`delete_shards`] deletes a region's shard Clusters so the reconciler
-//! recreates them from the new primary (the rebuild of a returning old primary).
+//! recreates them from the new primary (the rebuild of a returning old primary), each only if it
+//! is not at a newer epoch than the writer's (read, then a delete preconditioned on that read).
 
 use super::probe::cluster_resource;
 use crate::build::database::topology::{EPOCH_ANNOTATION, Topology};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use serde_json::json;
 
 /// A write to a shard Cluster failed.
@@ -26,6 +27,43 @@ pub enum ExecuteError {
         #[source]
         source: kube::Error,
     },
+    /// The Cluster is at a newer epoch than this writer's: it was not deleted.
+    #[error(
+        "not deleting Cluster {cluster}: it is at failover epoch {live}, newer than this writer's {epoch} (fenced by a \
+         newer failover)"
+    )]
+    Fenced {
+        /// The Cluster.
+        cluster: String,
+        /// This writer's epoch.
+        epoch: i64,
+        /// The Cluster's.
+        live: i64,
+    },
+}
+
+impl ExecuteError {
+    /// The Event reason: `FencedByNewerEpoch` when a newer epoch refused the write (the
+    /// writer's view is stale), else `FencingRefused`.
+    pub fn reason(&self) -> &'static str {
+        let fenced = match self {
+            ExecuteError::Fenced { .. } => true,
+            ExecuteError::Write { source, cluster, .. } => crate::reconcile::refusal::classify(cluster.clone(), source)
+                .is_some_and(|r| r.authority == crate::reconcile::refusal::Authority::EpochFence),
+        };
+        if fenced { "FencedByNewerEpoch" } else { "FencingRefused" }
+    }
+
+    /// One line for an Event or a status message: the API server's own message for a refusal
+    /// (not the client's debug rendering of it), else the error chain.
+    pub fn note(&self) -> String {
+        match self {
+            ExecuteError::Write { action, cluster, source: kube::Error::Api(status) } => {
+                format!("{action} Cluster {cluster}: {}", status.message)
+            }
+            other => crate::reconcile::error_chain(other),
+        }
+    }
 }
 
 /// Gives shard `shard`'s member in `region` the role of the topology in epoch `epoch`:
@@ -61,7 +99,11 @@ pub async fn set_role(
         .map_err(|source| ExecuteError::Write { action: "setting the role of", cluster: name.clone(), source })
 }
 
-/// Deletes every shard Cluster of `region` (absent ones are fine).
+/// Deletes every shard Cluster of `region` (absent ones are fine), fenced like an update: each
+/// is read first and deleted only if its epoch is not newer than `topology.epoch`, with the
+/// read's UID and resourceVersion as preconditions, so a writer that missed a newer failover
+/// never deletes a member that failover rebuilt or promoted (the admission policy cannot judge a
+/// DELETE, which carries no epoch).
 pub async fn delete_shards(
     client: &kube::Client,
     namespace: &str,
@@ -72,10 +114,23 @@ pub async fn delete_shards(
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &cluster_resource());
     for shard in 0..shards {
         let name = topology.cluster(region, shard);
-        match api.delete(&name, &DeleteParams::background()).await {
+        let write = |source| ExecuteError::Write { action: "deleting", cluster: name.clone(), source };
+        let Some(live) = api.get_opt(&name).await.map_err(write)? else { continue };
+        let live_epoch = live.metadata.annotations.as_ref().and_then(|a| a.get(EPOCH_ANNOTATION)?.parse::<i64>().ok());
+        if let Some(newer) = live_epoch.filter(|e| *e > topology.epoch) {
+            return Err(ExecuteError::Fenced { cluster: name, epoch: topology.epoch, live: newer });
+        }
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: live.metadata.uid.clone(),
+                resource_version: live.metadata.resource_version.clone(),
+            }),
+            ..DeleteParams::background()
+        };
+        match api.delete(&name, &params).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(source) => return Err(ExecuteError::Write { action: "deleting", cluster: name, source }),
+            Err(source) => return Err(write(source)),
         }
     }
     Ok(())

@@ -17,6 +17,7 @@
 
 use super::compare::is_subset;
 use super::kinds::{Kind, MANAGED, find};
+use super::refusal::{Authority, Refusal};
 use super::store::ChildStores;
 use crate::build::ChildSet;
 use crate::build::kinds::{KindsError, resource_value};
@@ -89,6 +90,9 @@ pub struct Applied {
     pub live: BTreeMap<&'static str, BTreeMap<String, Value>>,
     /// Desired children left alone because an object of that name belongs to another Mall.
     pub conflicts: Vec<String>,
+    /// Writes the API server refused ([`super::refusal`]); the other children were still applied,
+    /// unless the refusal came from the epoch fence ([`apply`]).
+    pub refused: Vec<Refusal>,
 }
 
 /// Whether a live object is provably the Mall's with UID `uid`: its UID label says so, or it has
@@ -288,6 +292,10 @@ pub async fn apply(
             ours
         });
     }
+    if fenced_out(client, namespace, &desired, &mut live, &mut applied).await? {
+        applied.live = live;
+        return Ok(applied);
+    }
     for current in 0..2 {
         let in_stage: Vec<&'static Kind> = kinds.iter().copied().filter(|k| stage(k) == current).collect();
         let mut writes = Vec::new();
@@ -330,6 +338,7 @@ pub async fn apply(
                     }
                     applied.pruned.push(format!("{}/{name}", kind.kind));
                 }
+                Done::Refused(refusal) => applied.refused.push(refusal),
             }
         }
     }
@@ -369,8 +378,57 @@ enum Write {
 
 /// What a write did.
 enum Done {
-    Applied { kind: &'static Kind, name: String, value: Option<Value> },
-    Deleted { kind: &'static Kind, name: String },
+    Applied {
+        kind: &'static Kind,
+        name: String,
+        value: Option<Value>,
+    },
+    Deleted {
+        kind: &'static Kind,
+        name: String,
+    },
+    /// The API server answered with a verdict against the object ([`super::refusal`]).
+    Refused(Refusal),
+}
+
+/// The writes of a stale view go first: a desired topology member whose epoch is older than
+/// its live Cluster's ([`super::handoff::is_stale`]) is applied before anything else, as this
+/// operator's view has it. When the member cluster's fence refuses one, nothing else is written
+/// in that cluster (returns `true`; the refusals are in `applied`): an operator fenced by a newer
+/// failover must not resize, repoint or prune the rest of a region it no longer governs either.
+async fn fenced_out(
+    client: &kube::Client,
+    namespace: &str,
+    desired: &BTreeMap<&'static str, Vec<(&'static Kind, String, &Value)>>,
+    live: &mut BTreeMap<&'static str, BTreeMap<String, Value>>,
+    applied: &mut Applied,
+) -> Result<bool, ApplyError> {
+    let stale: Vec<Write> = desired
+        .values()
+        .flatten()
+        .filter(|(kind, name, child)| super::handoff::is_stale(child, live.get(kind.plural).and_then(|l| l.get(name))))
+        .map(|(kind, name, child)| Write::Apply { kind, name: name.clone(), child: (*child).clone() })
+        .collect();
+    if stale.is_empty() {
+        return Ok(false);
+    }
+    let mut fenced = false;
+    for write in stale {
+        match write.run(client, namespace).await? {
+            Done::Refused(refusal) => {
+                fenced |= refusal.authority == Authority::EpochFence;
+                applied.refused.push(refusal);
+            }
+            Done::Applied { kind, name, value } => {
+                applied.written.push(format!("{}/{name}", kind.kind));
+                if let Some(value) = value {
+                    live.entry(kind.plural).or_default().insert(name, value);
+                }
+            }
+            Done::Deleted { .. } => {}
+        }
+    }
+    Ok(fenced)
 }
 
 impl Write {
@@ -378,11 +436,13 @@ impl Write {
         match self {
             Write::Apply { kind, name, child } => {
                 let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &kind.api_resource());
-                let result = api
-                    .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&child))
-                    .await
-                    .map_err(|source| ApplyError::Apply { kind: kind.kind, name: name.clone(), source })?;
-                Ok(Done::Applied { kind, name, value: serde_json::to_value(result).ok() })
+                match api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&child)).await {
+                    Ok(result) => Ok(Done::Applied { kind, name, value: serde_json::to_value(result).ok() }),
+                    Err(source) => match super::refusal::classify(format!("{}/{name}", kind.kind), &source) {
+                        Some(refusal) => Ok(Done::Refused(refusal)),
+                        None => Err(ApplyError::Apply { kind: kind.kind, name, source }),
+                    },
+                }
             }
             Write::Delete { kind, name } => {
                 let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &kind.api_resource());

@@ -18,9 +18,16 @@
 //! The failover controller gets the same hand-off for the shard Clusters of a distributed
 //! topology (those carrying [`EPOCH_ANNOTATION`]): once a Cluster exists, the reconciler applies
 //! the live `spec.replica` (without `promotionToken`, which only the failover controller sets
-//! and clears), the live `spec.bootstrap` (fixed at creation) and the live epoch, so only the failover controller (field manager
-//! `mall-failover`) ever moves the primary role or the fencing token; the builder's values are
-//! only those a new Cluster is created with.
+//! and clears), the live `spec.bootstrap` (fixed at creation) and the live epoch, so only the
+//! failover controller (field manager `mall-failover`) ever moves the primary role or raises the
+//! fencing token; the builder's values are only those a new Cluster is created with.
+//!
+//! Except for a stale writer: when the child's epoch (the epoch of the Mall this operator read)
+//! is lower than the live Cluster's, nothing is handed over ([`is_stale`]): the child is applied
+//! as this operator's view has it, carrying its older epoch, and the member cluster's fence
+//! ([`crate::build::fencing`]) refuses the whole write. Were the live epoch copied, a stale
+//! operator (a hub restored from an old backup, a leader that missed a failover) would pass the
+//! fence and rewrite a rebuilt member's archive folder and sources from its outdated view.
 
 use crate::build::database::topology::EPOCH_ANNOTATION;
 use crate::build::names::{AUTOSCALED_ANNOTATION, AUTOSCALER_MANAGER};
@@ -33,10 +40,24 @@ pub fn prepare(child: &mut Value, live: Option<&Value>) {
     prepare_autoscaled(child, live);
 }
 
+/// The epoch annotation of an object (`None`: absent or not an integer).
+fn epoch_of(object: &Value) -> Option<i64> {
+    object["metadata"]["annotations"][EPOCH_ANNOTATION].as_str()?.parse().ok()
+}
+
+/// Whether `child` is a topology member written from a view older than its `live` object: its
+/// epoch is lower than the live one (see the module header; the fence refuses such a write).
+pub fn is_stale(child: &Value, live: Option<&Value>) -> bool {
+    match (epoch_of(child), live.and_then(epoch_of)) {
+        (Some(view), Some(live)) => view < live,
+        _ => false,
+    }
+}
+
 /// Keeps the live `spec.replica` and epoch of a topology member (see the module header).
 fn prepare_failover(child: &mut Value, live: Option<&Value>) {
     let Some(live) = live else { return };
-    if child["metadata"]["annotations"][EPOCH_ANNOTATION].is_null() {
+    if child["metadata"]["annotations"][EPOCH_ANNOTATION].is_null() || is_stale(child, Some(live)) {
         return;
     }
     // How a member bootstraps is decided when it is created; a live one keeps its own (a standby
@@ -121,7 +142,7 @@ mod tests {
     #[test]
     fn a_topology_member_keeps_the_live_role_and_epoch() {
         let desired = || {
-            json!({"kind": "Cluster", "metadata": {"name": "shop-eu-db-0", "annotations": {EPOCH_ANNOTATION: "0"}},
+            json!({"kind": "Cluster", "metadata": {"name": "shop-eu-db-0", "annotations": {EPOCH_ANNOTATION: "3"}},
                 "spec": {"instances": 3, "replica": {"primary": "shop-eu-db-0", "source": "shop-us-db-0"}}})
         };
         let mut created = desired();
@@ -140,6 +161,14 @@ mod tests {
         initdb["spec"]["bootstrap"] = json!({"initdb": {"database": "app"}});
         prepare(&mut kept, Some(&initdb));
         assert_eq!(kept["spec"]["bootstrap"], json!({"initdb": {"database": "app"}}), "bootstrap is never rewritten");
+        // A view older than the live Cluster hands nothing over: the write carries its own epoch
+        // (and the fence refuses it).
+        let mut stale = desired();
+        stale["metadata"]["annotations"][EPOCH_ANNOTATION] = json!("1");
+        assert!(is_stale(&stale, Some(&live)) && !is_stale(&desired(), Some(&live)) && !is_stale(&stale, None));
+        let before = stale.clone();
+        prepare(&mut stale, Some(&live));
+        assert_eq!(stale, before, "a stale view is written as it is");
         // A Cluster outside a topology is left alone.
         let mut single = json!({"kind": "Cluster", "metadata": {"name": "shop-db-0"}, "spec": {"instances": 1}});
         prepare(&mut single, Some(&live));

@@ -19,6 +19,7 @@ pub mod fencing;
 pub mod finalize;
 pub mod handoff;
 pub mod kinds;
+pub mod refusal;
 pub mod secrets;
 pub mod status;
 pub mod store;
@@ -320,12 +321,15 @@ async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static
         publish(ctx, mall, EventType::Normal, "Pruned", &note).await;
     }
     let unreachable: Vec<String> = outcome.failures.iter().map(targets::RegionFailure::describe).collect();
+    let (refused, stale_read) =
+        refusal::own_stale_read(ctx, mall, &namespace, std::mem::take(&mut applied.refused)).await;
     let live = ChildSet::<build::Live>::from_plurals(std::mem::take(&mut applied.live));
     let observed = status::Observed {
         live: Some(&live),
         missing: Some(&applied.missing),
         unreachable: unreachable.clone(),
         conflicts: applied.conflicts.clone(),
+        refused: refused.iter().map(|r| (r.authority.reason().to_string(), r.describe())).collect(),
         ..Default::default()
     };
     let computed = status::compute(mall, &observed, ctx.clock.now());
@@ -351,11 +355,15 @@ async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static
             let note = format!("left alone (another Mall's): {}", summarize(&applied.conflicts));
             publish(ctx, mall, EventType::Warning, "OwnershipConflict", &note).await;
         }
+        for (reason, notes) in refusal::by_reason(&refused) {
+            publish(ctx, mall, EventType::Warning, reason, &summarize(&notes)).await;
+        }
     }
     ctx.metrics.writes(writes);
     let ready = computed.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
     let outcome_label = match () {
         _ if !outcome.failures.is_empty() => "region_unreachable",
+        _ if !refused.is_empty() => "refused",
         _ if !applied.missing.is_empty() => "dependency_missing",
         _ => "ok",
     };
@@ -366,6 +374,9 @@ async fn reconcile_inner(mall: &Mall, ctx: &Context) -> Result<(Action, &'static
         if ready && applied.missing.is_empty() && !plan.has_members() { ctx.recheck * 5 } else { ctx.recheck };
     if let Some(retry) = outcome.failures.iter().filter_map(|f| f.retry_in).min() {
         next = next.min(retry.max(Duration::from_millis(100)));
+    }
+    if stale_read {
+        next = next.min(Duration::from_millis(200));
     }
     let next = hold.map_or(next, |wait| next.min(wait));
     Ok((Action::requeue(next), outcome_label))

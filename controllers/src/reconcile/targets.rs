@@ -5,8 +5,9 @@
 //! first gets the Mall's namespace and copies of the Secrets its children refer to; a target that
 //! receives shard Clusters of a distributed topology first gets the failover epoch's admission
 //! policy ([`super::fencing`]). A target that
-//! cannot be reached, refuses a write or cannot be used (a bad kubeconfig Secret) becomes a
-//! [`RegionFailure`] naming its regions and the error, while every other target is still applied;
+//! cannot be reached or cannot be used (a bad kubeconfig Secret) becomes a [`RegionFailure`]
+//! naming its regions and the error, while every other target is still applied (a write it
+//! refuses is a [`super::refusal::Refusal`] tagged with its regions, not a failure);
 //! the registry then leaves that member alone until its retry time ([`crate::clusters`]).
 
 use super::apply::{self, Applied, LiveSource, Owner};
@@ -171,9 +172,13 @@ pub async fn apply_all(
     let mut outcome = Outcome::default();
     for (target, result) in results {
         match result {
-            Ok(applied) => {
+            Ok(mut applied) => {
                 if let Target::Member { secret, key } = &target {
                     ctx.clusters.succeeded(&plan.namespace, secret, key);
+                }
+                let regions: Vec<String> = plan.regions_in(&target).into_iter().map(str::to_string).collect();
+                for refusal in &mut applied.refused {
+                    refusal.regions.clone_from(&regions);
                 }
                 merge(&mut outcome.applied, applied);
             }
@@ -197,6 +202,7 @@ fn merge(into: &mut Applied, from: Applied) {
     into.written.extend(from.written);
     into.pruned.extend(from.pruned);
     into.conflicts.extend(from.conflicts);
+    into.refused.extend(from.refused);
     for (dependency, children) in from.missing {
         into.missing.entry(dependency).or_default().extend(children);
     }

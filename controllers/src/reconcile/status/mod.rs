@@ -35,6 +35,8 @@ pub struct Observed<'a> {
     pub unreachable: Vec<String>,
     /// Children left alone because an object of that name belongs to another Mall.
     pub conflicts: Vec<String>,
+    /// Writes the API server refused, as (reason, description) ([`crate::reconcile::refusal`]).
+    pub refused: Vec<(String, String)>,
     /// While the Mall is deleted: member clusters whose children could not be deleted yet.
     pub cleanup_blocked: Vec<String>,
 }
@@ -214,6 +216,9 @@ pub fn compute(mall: &Mall, observed: &Observed<'_>, now: Time) -> ReconcilerSta
             format!("objects of another Mall with the same names were left alone: {}", observed.conflicts.join(", "));
         v.degraded.push(("OwnershipConflict".into(), message));
         v.ready.push("some children belong to another Mall".into());
+    }
+    for (reason, description) in &observed.refused {
+        v.degraded.push((reason.clone(), description.clone()));
     }
     if let Some(err) = &observed.invalid {
         v.degraded.push(("InvalidSpec".into(), err.clone()));

@@ -140,3 +140,18 @@ fn only_generation_and_condition_changes_are_urgent() {
     newer.observed_generation = Some(newer.observed_generation.unwrap_or(0) + 1);
     assert!(is_urgent(&progress, Some(&newer)), "a new generation is written at once");
 }
+
+#[test]
+fn refused_writes_are_degraded_naming_who_refused() {
+    let mall = mall_from(json!({}));
+    let l = live(vec![("deployments", "shop-storefront", deployment("storefront", 2, 2))]);
+    let refused = vec![(
+        "FencedByNewerEpoch".to_string(),
+        "Cluster/shop-eu-db-0 in region eu refused by the failover epoch fence: failover epoch 4 is older".to_string(),
+    )];
+    let s = compute(&mall, &Observed { live: Some(&l), refused, ..Default::default() }, now());
+    let degraded = get(&s, "Degraded");
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "FencedByNewerEpoch"));
+    assert!(degraded.message.contains("Cluster/shop-eu-db-0 in region eu"), "{}", degraded.message);
+    assert_eq!(get(&s, "Ready").status, "True", "what is live still serves");
+}
