@@ -1,6 +1,6 @@
 //! `mallctl`: validate and render Malls offline, print the CRD, simulate the autoscaler, start
-//! local clusters, and operate Malls in a cluster (`get`, `status`, `apply`, `failover`,
-//! `switchover`).
+//! local clusters, and operate Malls in a cluster (`get`, `status`, `apply`, `scale`, `event`,
+//! `failover`, `switchover`, `version`).
 //!
 //! Contract: exit 0 on success, 1 when input is invalid or a command fails (with one line per
 //! problem on stdout for `validate`, a message on stderr otherwise), 2 on usage errors.
@@ -57,6 +57,51 @@ enum Command {
         #[arg(long, value_parser = dev::parse_duration, default_value = "5m")]
         timeout: std::time::Duration,
     },
+    /// Change the autoscaling bounds of one tier of a live Mall (validated offline first; a
+    /// concurrent change is never overwritten). A tier not autoscaled yet needs --min, --max and
+    /// --target-per-replica.
+    Scale {
+        /// The Mall name.
+        name: String,
+        /// The tier.
+        #[arg(long, value_enum)]
+        tier: ops::edit::Tier,
+        /// Fewest replicas.
+        #[arg(long)]
+        min: Option<i32>,
+        /// Most replicas.
+        #[arg(long)]
+        max: Option<i32>,
+        /// Load one replica serves (the tier's metric per replica).
+        #[arg(long)]
+        target_per_replica: Option<f64>,
+    },
+    /// Print this mallctl's version and, unless --client, the cluster's: Kubernetes, the Mall
+    /// CRD's served versions, and the operator holding the leader-election Lease.
+    Version {
+        /// Only this mallctl's version (no cluster needed).
+        #[arg(long)]
+        client: bool,
+        /// Namespace of the operator's leader-election Lease.
+        #[arg(long, default_value = "mall-system")]
+        lease_namespace: String,
+        /// Name of that Lease.
+        #[arg(long, default_value = "mall-operator")]
+        lease_name: String,
+        /// Output format (table: lines; json: one object).
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = ops::Output::Table)]
+        output: ops::Output,
+    },
+    /// Print a shell completion script: `source <(mallctl completion bash)`.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Announced promotions of a Mall (`spec.autoscaling.events`): add, list, remove.
+    Event {
+        #[command(subcommand)]
+        action: EventAction,
+    },
     /// Request a failover: make REGION the active region without the old primary's demotion
     /// token (for a lost or fenced region; writes not yet archived may be lost). Refused
     /// (exit 1, nothing written) when REGION is not a region of the Mall, is already active, or
@@ -102,11 +147,15 @@ enum Command {
     /// Print the Mall CustomResourceDefinition (YAML), as installed by the Helm chart.
     Crd,
     /// Check Mall manifests exactly as the API server would; one line per problem:
-    /// `FILE: spec.path.to.field: message`. Exit 0 when all are valid, 1 otherwise.
+    /// `FILE: spec.path.to.field: message`. Documents of other kinds in a bundle are skipped
+    /// (said so on stderr). Exit 0 when all Malls are valid, 1 otherwise.
     Validate {
         /// Manifest files (YAML or JSON, several documents allowed; `-` reads stdin).
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<String>,
+        /// Output format (json: one object with every document's verdict and errors).
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = validate::Output::Text)]
+        output: validate::Output,
     },
     /// Print the Kubernetes objects the operator would create for a Mall.
     Render {
@@ -148,6 +197,48 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum EventAction {
+    /// Add a promotion: capacity is added from START - WARMUP, sized by MULTIPLIER (expected
+    /// traffic relative to normal) and/or MIN_REPLICAS, and released gradually after END.
+    Add {
+        /// The Mall name.
+        mall: String,
+        /// The event name (a DNS label, shown in scaling reasons).
+        event: String,
+        /// When traffic starts (RFC 3339, e.g. 2026-11-11T00:00:00+08:00).
+        #[arg(long)]
+        start: String,
+        /// When the promotion ends (RFC 3339).
+        #[arg(long)]
+        end: String,
+        /// How long before START to begin adding capacity (default 10m).
+        #[arg(long)]
+        warmup: Option<String>,
+        /// Expected traffic relative to normal (20 = twenty times).
+        #[arg(long)]
+        multiplier: Option<f64>,
+        /// Storefront replicas Ready at START at the least.
+        #[arg(long)]
+        min_replicas: Option<i32>,
+    },
+    /// List the promotions with their state now (upcoming, warming up, running, over).
+    List {
+        /// The Mall name.
+        mall: String,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = ops::Output::Table)]
+        output: ops::Output,
+    },
+    /// Remove a promotion.
+    Remove {
+        /// The Mall name.
+        mall: String,
+        /// The event name.
+        event: String,
+    },
+}
+
 /// Output formats.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -162,6 +253,19 @@ fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow:
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
 }
 
+/// Runs an edit of Mall `name` and prints what changed (`mall/NAME: ...`).
+fn edited(
+    kube: &ops::KubeArgs,
+    name: &str,
+    change: impl Fn(&mut serde_json::Value) -> anyhow::Result<String>,
+) -> anyhow::Result<()> {
+    block_on(async {
+        let (_, said) = ops::edit::edit(kube, name, change).await?;
+        println!("mall/{name}: {said}");
+        Ok(())
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let kube = cli.kube;
@@ -169,6 +273,33 @@ fn main() -> ExitCode {
         Command::Get { name, output } => block_on(ops::get::run(&kube, name.as_deref(), output)),
         Command::Status { name } => block_on(ops::status::run(&kube, &name)),
         Command::Apply { files, wait, timeout } => block_on(ops::apply::run(&kube, &files, wait, timeout)),
+        Command::Version { client, lease_namespace, lease_name, output } => {
+            let lease = ops::version::LeaseRef { namespace: &lease_namespace, name: &lease_name };
+            block_on(ops::version::run(&kube, client, lease, output))
+        }
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "mallctl",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Scale { name, tier, min, max, target_per_replica } => {
+            let bounds = ops::edit::Bounds { tier, min, max, target_per_replica };
+            edited(&kube, &name, |spec| ops::edit::scale(spec, &name, bounds))
+        }
+        Command::Event { action: EventAction::List { mall, output } } => {
+            block_on(ops::edit::list_events(&kube, &mall, output))
+        }
+        Command::Event { action: EventAction::Remove { mall, event } } => {
+            edited(&kube, &mall, |spec| ops::edit::remove_event(spec, &mall, &event))
+        }
+        Command::Event { action: EventAction::Add { mall, event, start, end, warmup, multiplier, min_replicas } } => {
+            let event = ops::edit::NewEvent { name: event, start, end, warmup, multiplier, min_replicas };
+            edited(&kube, &mall, |spec| ops::edit::add_event(spec, &mall, &event))
+        }
         Command::Failover { name, to, force, wait, timeout } => {
             let action = mall_crds::RequestAction::Failover;
             let request = ops::failover::Request { name: &name, action, to: &to, force, wait, timeout };
@@ -180,11 +311,11 @@ fn main() -> ExitCode {
             block_on(ops::failover::run(&kube, request))
         }
         Command::Crd => render::print_crd(),
-        Command::Validate { files } => {
-            let mut stdout = std::io::stdout().lock();
-            match validate::run(&files, &mut stdout) {
-                Ok((_, true)) => Ok(()),
-                Ok((_, false)) => return ExitCode::from(1),
+        Command::Validate { files, output } => {
+            let verdicts = validate::judge(&files, true);
+            match validate::print(&verdicts, output, &mut std::io::stdout().lock(), &mut std::io::stderr().lock()) {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::from(1),
                 Err(e) => Err(anyhow::anyhow!("writing output: {e}")),
             }
         }

@@ -72,7 +72,9 @@ fn hostile_inputs_fail_cleanly() {
         ("# just a comment\n".into(), "no documents"),
         ("{[}: : :\n\t- ]".into(), "not valid YAML"),
         ("\u{feff}\u{0}\u{1}\u{2}".into(), ""),
-        ("kind: Deployment\napiVersion: apps/v1\nmetadata: {name: d}\n".into(), "kind: Unsupported value"),
+        ("kind: Deployment\napiVersion: apps/v1\nmetadata: {name: d}\n".into(), "no Mall among the documents"),
+        ("kind: Mal\napiVersion: mallctl.io/v1alpha1\nmetadata: {name: d}\n".into(), "kind: Unsupported value"),
+        ("apiVersion: mallctl.io/v1alpha1\nmetadata: {name: d}\n".into(), "kind"),
         ("just a string".into(), "expected a Mall object"),
         ("- 1\n- 2\n".into(), "expected a Mall object"),
         (

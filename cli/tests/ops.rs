@@ -1,4 +1,4 @@
-//! `mallctl get`, `status` and `apply` as a user runs them against a real API server (a local
+//! `mallctl get`, `status`, `apply`, `version`, `completion`, `scale` and `event` as a user runs them against a real API server (a local
 //! control plane with the operator and the CloudNativePG status simulator): output and exit
 //! codes for a Mall that becomes Ready, a `--wait` that times out naming the blocking condition,
 //! a bad manifest, a missing Mall, and an unreachable cluster.
@@ -103,6 +103,116 @@ async fn get_status_and_apply_against_a_cluster() {
     for section in ["Tiers (ready/desired)", "Shards", "Conditions", "Events", "PRIMARY", "Ready", "Applied"] {
         assert!(stdout.contains(section), "status lacks {section:?}:\n{stdout}");
     }
+
+    // version: the client, Kubernetes, the CRD and the operator holding the Lease.
+    let out = mallctl(&kubeconfig, &["version", "--lease-namespace", "kube-system"]);
+    let (stdout, stderr) = text(&out);
+    println!("$ mallctl version --lease-namespace kube-system\n{stdout}");
+    assert!(out.status.success(), "{stderr}");
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(stdout.starts_with(&format!("mallctl:     {version}\nKubernetes:  v1.")), "{stdout}");
+    assert!(stdout.contains("Mall CRD:    malls.mallctl.io served v1alpha1 (storage v1alpha1)"), "{stdout}");
+    assert!(stdout.contains(&format!("operator:    {version}, leader ")), "{stdout}");
+    let out = mallctl(&kubeconfig, &["version", "--lease-namespace", "nowhere"]);
+    assert!(text(&out).0.contains("no leader-election Lease nowhere/mall-operator"), "{}", text(&out).0);
+    let out = mallctl(Path::new("/nonexistent"), &["version", "--client"]);
+    assert_eq!(text(&out).0, format!("mallctl:     {version}\n"));
+    let out = mallctl(&kubeconfig, &["completion", "bash"]);
+    assert!(out.status.success() && text(&out).0.contains("_mallctl()"), "{}", text(&out).1);
+
+    // scale and event: refused on a Mall that is not autoscaled, then on one that is.
+    let out = mallctl(&kubeconfig, &["-n", "shop", "scale", &name, "--tier", "storefront", "--max", "8"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("has no spec.autoscaling"), "{}", text(&out).1);
+    let original =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/minimal.yaml")).unwrap();
+    let mut autoscaled: serde_json::Value = serde_saphyr::from_str(&original).unwrap();
+    // A loopback Prometheus nobody scrapes (the operator runs with --autoscale-interval 0).
+    autoscaled["metadata"]["name"] = serde_json::json!("autoscaled-shop");
+    autoscaled["spec"]["autoscaling"] = serde_json::json!({"prometheus": {"url": "http://127.0.0.1:9"},
+        "storefront": {"min": 1, "max": 4, "targetPerReplica": 50}});
+    let auto = "autoscaled-shop".to_string();
+    let file = dir.path().join("autoscaled.json");
+    std::fs::write(&file, autoscaled.to_string()).unwrap();
+    let out = mallctl(&kubeconfig, &["-n", "shop", "apply", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let add_double_eleven = vec![
+        "event",
+        "add",
+        &auto,
+        "double-eleven",
+        "--start",
+        "2026-11-11T00:00:00+08:00",
+        "--end",
+        "2026-11-12T00:00:00+08:00",
+        "--multiplier",
+        "8",
+    ];
+    let edits: Vec<(Vec<&str>, Result<&str, &str>)> = vec![
+        (
+            vec!["scale", &auto, "--tier", "storefront", "--min", "2", "--max", "8"],
+            Ok("storefront: min 1 -> 2, max 4 -> 8"),
+        ),
+        (vec!["scale", &auto, "--tier", "storefront", "--min", "9"], Err("spec.autoscaling.storefront")),
+        (vec!["scale", &auto, "--tier", "cache", "--max", "3"], Err("spec.autoscaling.cache is not set")),
+        (vec!["scale", "no-such-mall", "--tier", "storefront", "--max", "3"], Err("\"no-such-mall\" not found")),
+        (
+            add_double_eleven.clone(),
+            Ok("event double-eleven added (2026-11-11T00:00:00+08:00 to 2026-11-12T00:00:00+08:00)"),
+        ),
+        (add_double_eleven, Err("already has an event \"double-eleven\"")),
+        (
+            vec![
+                "event",
+                "add",
+                &auto,
+                "backwards",
+                "--start",
+                "2026-12-12T00:00:00Z",
+                "--end",
+                "2026-12-11T00:00:00Z",
+                "--min-replicas",
+                "3",
+            ],
+            Err("spec.autoscaling.events[1].end: end must be after start"),
+        ),
+        (
+            vec!["event", "add", &auto, "no-size", "--start", "2026-12-12T00:00:00Z", "--end", "2026-12-13T00:00:00Z"],
+            Err("set multiplier or minReplicas"),
+        ),
+    ];
+    for (args, expected) in edits {
+        let mut full = vec!["-n", "shop"];
+        full.extend(args.iter().copied());
+        let out = mallctl(&kubeconfig, &full);
+        let (stdout, stderr) = text(&out);
+        println!("$ mallctl {}\n{stdout}{stderr}", full.join(" "));
+        match expected {
+            Ok(said) => {
+                assert!(out.status.success(), "{args:?}: {stderr}");
+                assert_eq!(stdout.trim(), format!("mall/{auto}: {said}"), "{args:?}");
+            }
+            Err(words) => {
+                assert_eq!(out.status.code(), Some(1), "{args:?} must fail: {stdout}");
+                assert!(stderr.contains(words), "{args:?}: {stderr}");
+            }
+        }
+    }
+    let out = mallctl(&kubeconfig, &["get", &auto, "-n", "shop", "-o", "json"]);
+    let live: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(live["spec"]["autoscaling"]["storefront"]["max"], 8, "scale landed");
+    assert_eq!(live["spec"]["autoscaling"]["events"].as_array().map(Vec::len), Some(1), "only the valid event");
+    let out = mallctl(&kubeconfig, &["-n", "shop", "event", "list", &auto]);
+    let (stdout, _) = text(&out);
+    println!("$ mallctl -n shop event list {auto}\n{stdout}");
+    assert!(stdout.starts_with("NAME") && stdout.contains("double-eleven") && stdout.contains("8x"), "{stdout}");
+    assert!(stdout.lines().nth(1).is_some_and(|l| l.trim_end().ends_with("over")), "{stdout}");
+    let out = mallctl(&kubeconfig, &["-n", "shop", "event", "remove", &auto, "double-eleven"]);
+    assert_eq!(text(&out).0.trim(), format!("mall/{auto}: event double-eleven removed"));
+    let out = mallctl(&kubeconfig, &["-n", "shop", "event", "remove", &auto, "double-eleven"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = mallctl(&kubeconfig, &["-n", "shop", "event", "list", &auto, "-o", "json"]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON"), serde_json::json!([]));
 
     // A missing Mall: exit 1 naming it.
     let out = mallctl(&kubeconfig, &["status", "no-such-mall", "-n", "shop"]);

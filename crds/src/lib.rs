@@ -33,6 +33,9 @@ pub const GROUP: &str = "mallctl.io";
 /// API version of the Mall.
 pub const VERSION: &str = "v1alpha1";
 /// Longest Mall name: children are named `<mall>-<region>-<tier>-<n>` and must stay DNS labels.
+/// Annotation the operator keeps on its leader-election Lease: its version (`mallctl version`
+/// reads it).
+pub const OPERATOR_VERSION_ANNOTATION: &str = "mallctl.io/operator-version";
 pub const MAX_NAME_LEN: usize = 30;
 
 /// A whole e-commerce stack: storefront, sharded PostgreSQL, cache, edge, autoscaling and regions.

@@ -217,7 +217,11 @@ impl Elector {
         let duration_secs = i32::try_from(self.timing.duration.as_secs()).unwrap_or(15);
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(self.name.clone()), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    annotations: Some(version_annotation()),
+                    ..ObjectMeta::default()
+                },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(self.identity.clone()),
                     lease_duration_seconds: Some(duration_secs),
@@ -250,6 +254,7 @@ impl Elector {
         spec.holder_identity = Some(self.identity.clone());
         spec.lease_duration_seconds = Some(duration_secs);
         spec.renew_time = Some(MicroTime(now));
+        lease.metadata.annotations.get_or_insert_with(Default::default).extend(version_annotation());
         match self.api.replace(&self.name, &PostParams::default(), &lease).await {
             Ok(_) => Ok(Attempt::Held),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Other),
@@ -272,6 +277,11 @@ impl Elector {
             }
         }
     }
+}
+
+/// The holder's version, kept on the Lease it writes (`mallctl version` shows it).
+fn version_annotation() -> std::collections::BTreeMap<String, String> {
+    [(mall_crds::OPERATOR_VERSION_ANNOTATION.to_string(), env!("CARGO_PKG_VERSION").to_string())].into()
 }
 
 #[cfg(test)]

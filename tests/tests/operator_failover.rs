@@ -507,5 +507,19 @@ async fn failover_and_switchover_across_three_clusters() {
     );
     assert!(taken > 100, "the sampler barely ran: {taken}");
     assert_eq!(most, 1, "two writable primaries of one shard at once");
+    // CloudNativePG's webhooks admitted every CNPG object the operator wrote: a refusal would be
+    // a `RefusedByCloudNativePG` Event, or a failover Event quoting the webhook.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(hub.client.clone(), NS);
+    let listed = events.list(&ListParams::default()).await.expect("the hub's Events").items;
+    assert!(listed.len() > 5, "too few Events to judge: {}", listed.len());
+    let refused: Vec<String> = listed
+        .iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("RefusedByCloudNativePG")
+                || e.note.as_deref().is_some_and(|n| n.contains("admission webhook") && n.contains("cnpg.io"))
+        })
+        .map(|e| format!("{:?}: {:?}", e.reason, e.note))
+        .collect();
+    assert!(refused.is_empty(), "CloudNativePG refused writes: {refused:#?}");
     drop(sims);
 }

@@ -1,5 +1,5 @@
-//! Commands that talk to a cluster: `get`, `status`, `apply`, `failover`, `switchover`, with
-//! kubectl-like connection flags.
+//! Commands that talk to a cluster: `get`, `status`, `apply`, `scale`, `event`, `failover`,
+//! `switchover`, `version`, with kubectl-like connection flags.
 //!
 //! Contract: the connection comes from `--kubeconfig` (else `KUBECONFIG`, else
 //! `~/.kube/config`, else the in-cluster configuration), `--context` and `-n/--namespace` (else
@@ -9,9 +9,11 @@
 //! Output goes to stdout, progress and errors to stderr.
 
 pub mod apply;
+pub mod edit;
 pub mod failover;
 pub mod get;
 pub mod status;
+pub mod version;
 pub mod watch;
 
 use clap::Args;
