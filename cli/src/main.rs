@@ -57,6 +57,14 @@ enum Command {
         #[arg(long, value_parser = dev::parse_duration, default_value = "5m")]
         timeout: std::time::Duration,
     },
+    /// Show what applying Mall manifests would change: the Mall's spec and every child in every
+    /// region's cluster, each judged by a server-side dry run (nothing is written; Secret values
+    /// are never shown). Exit 0: no differences, 1: differences, 2: an error.
+    Diff {
+        /// Manifest files (YAML or JSON, several documents allowed; `-` reads stdin).
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<String>,
+    },
     /// Change the autoscaling bounds of one tier of a live Mall (validated offline first; a
     /// concurrent change is never overwritten). A tier not autoscaled yet needs --min, --max and
     /// --target-per-replica.
@@ -250,6 +258,11 @@ pub enum Format {
 
 /// Runs a cluster command on a fresh single-threaded runtime.
 fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    block_on_value(f)
+}
+
+/// [`block_on`] for a command with a result.
+fn block_on_value<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
 }
 
@@ -285,6 +298,16 @@ fn main() -> ExitCode {
                 &mut std::io::stdout(),
             );
             Ok(())
+        }
+        Command::Diff { files } => {
+            return match block_on_value(ops::diff::run(&kube, &files)) {
+                Ok(false) => ExitCode::SUCCESS,
+                Ok(true) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("mallctl: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
         }
         Command::Scale { name, tier, min, max, target_per_replica } => {
             let bounds = ops::edit::Bounds { tier, min, max, target_per_replica };

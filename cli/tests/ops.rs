@@ -50,6 +50,13 @@ fn start_operator(kubeconfig: &Path, log: &Path) -> Operator {
     Operator(child)
 }
 
+/// A kubeconfig pointing at a port nothing listens on.
+fn dead_kubeconfig(kubeconfig: &Path, dir: &Path) -> PathBuf {
+    let dead = dir.join("dead.kubeconfig");
+    localcluster::kubeconfig::rewrite_server(kubeconfig, &dead, "https://127.0.0.1:1").unwrap();
+    dead
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_status_and_apply_against_a_cluster() {
     let cluster = LocalCluster::start(Options::new("mallctl-ops").index(27).pod_startup(Duration::from_millis(300)))
@@ -226,12 +233,51 @@ async fn get_status_and_apply_against_a_cluster() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("spec.database.shards"), "{}", text(&out).1);
 
-    // --wait times out naming the blocking condition when nobody reconciles.
-    drop(operator.take());
+    // diff: nothing to change for the applied manifest; a new image and a second shard show as
+    // a unified diff of the Mall and the storefront, and the new shard's objects to create.
+    let out = mallctl(&kubeconfig, &["-n", "shop", "diff", "-f", "examples/minimal.yaml"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!((stdout.as_str(), stderr.trim()), ("", "no differences"));
     let edited = dir.path().join("edited.yaml");
     let original =
         std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/minimal.yaml")).unwrap();
     std::fs::write(&edited, original.replace("image:", "image: ghcr.io/example/storefront:9.9.9 #")).unwrap();
+    let two_shards = dir.path().join("two-shards.yaml");
+    std::fs::write(&two_shards, original.replace("database: {}", "database: {shards: 2}")).unwrap();
+    let out = mallctl(&kubeconfig, &["-n", "shop", "diff", "-f", edited.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    println!("$ mallctl -n shop diff -f edited.yaml\n{stdout}{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    for line in [
+        "--- live/Mall/corner-shop",
+        "+++ after-apply/Deployment/corner-shop-storefront",
+        "-        image: ghcr.io/example/storefront:1.0.0",
+        "+        image: ghcr.io/example/storefront:9.9.9",
+    ] {
+        assert!(stdout.contains(line), "diff lacks {line:?}:\n{stdout}");
+    }
+    let with_cache = dir.path().join("with-cache.yaml");
+    std::fs::write(&with_cache, format!("{original}  cache: {{}}\n")).unwrap();
+    let out = mallctl(&kubeconfig, &["-n", "shop", "diff", "-f", with_cache.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    println!("$ mallctl -n shop diff -f with-cache.yaml\n{stdout}{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("would create StatefulSet/corner-shop-cache"), "{stdout}");
+    // What the API server would refuse is an error naming its reason (exit 2), not a diff.
+    let out = mallctl(&kubeconfig, &["-n", "shop", "diff", "-f", two_shards.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("the API server would refuse corner-shop") && stderr.contains("shards is immutable"),
+        "{stderr}"
+    );
+    let out =
+        mallctl(&dead_kubeconfig(&kubeconfig, dir.path()), &["-n", "shop", "diff", "-f", "examples/minimal.yaml"]);
+    assert_eq!(out.status.code(), Some(2), "an error is exit 2: {}", text(&out).1);
+
+    // --wait times out naming the blocking condition when nobody reconciles.
+    drop(operator.take());
     let out =
         mallctl(&kubeconfig, &["-n", "shop", "apply", "-f", edited.to_str().unwrap(), "--wait", "--timeout", "3s"]);
     let (stdout, stderr) = text(&out);
@@ -239,9 +285,7 @@ async fn get_status_and_apply_against_a_cluster() {
     assert!(stderr.contains("not Ready after 3s") && stderr.contains("generation 2 not observed yet"), "{stderr}");
 
     // An unreachable cluster: exit 1 with the connection error.
-    let dead = dir.path().join("dead.kubeconfig");
-    localcluster::kubeconfig::rewrite_server(&kubeconfig, &dead, "https://127.0.0.1:1").unwrap();
-    let out = mallctl(&dead, &["get", "-n", "shop"]);
+    let out = mallctl(&dead_kubeconfig(&kubeconfig, dir.path()), &["get", "-n", "shop"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("listing Malls in shop"), "{}", text(&out).1);
 

@@ -19,14 +19,9 @@ use tokio::sync::watch;
 /// Events are reported as this controller.
 pub const REPORTER: &str = "mall-autoscaler";
 
-/// Hands a Mall to the supervisor, unless the region it would size runs in a member cluster
-/// (not autoscaled there yet: the reconciler's `Autoscaling` condition says so).
+/// Hands a Mall to the supervisor (its loop sizes the active region, in whichever cluster).
 fn observe(supervisor: &mut Supervisor, mall: &Mall) {
-    if mall.spec.autoscaling.is_some() && mall_controllers::build::Scope::autoscaler_scope(mall).target.is_member() {
-        supervisor.deleted(mall);
-    } else {
-        supervisor.observe(mall);
-    }
+    supervisor.observe(mall);
 }
 
 fn key(mall: &Mall) -> String {

@@ -10,6 +10,10 @@
 //! docs/failover.md) and how long a returning old primary was seen claiming the role in a stale
 //! epoch before it was demoted.
 //!
+//! A real Prometheus scrapes a request counter (40 requests/s at 10 per replica): the autoscaler
+//! sizes the active region's storefront to 4 in its member cluster and follows every move,
+//! while the standby region stays at its standby size (1).
+//!
 //! Steps: converge (eu active, DNS at eu); switchover eu → us → eu through `mallctl switchover
 //! --wait` (tokens, RPO 0); manual mode: kill eu, `FailoverRecommended`, nothing moves until
 //! `mallctl failover --to us --wait`; eu restarts and is rebuilt; switchover back to eu;
@@ -27,6 +31,7 @@ use localcluster::members::{install_member_identity, put_kubeconfig_secret};
 use localcluster::{CnpgSimulator, LocalCluster, Options, SimulatorOptions};
 use mall_controllers::build::database::topology::EPOCH_ANNOTATION;
 use mall_crds::Mall;
+use mall_e2e::prometheus::{Exporter, Prometheus};
 use mall_e2e::{Env, OperatorProcess, apply_yaml, install_operator_identity, operator_bin, repo_root, wait_until};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -42,7 +47,13 @@ fn cluster_resource() -> kube::api::ApiResource {
     mall_controllers::failover::probe::cluster_resource()
 }
 
-fn mall(mode: &str) -> Value {
+/// Storefront requests per second the exporter reports, and what one replica serves: the
+/// autoscaler wants 4 replicas in the active region (the spec's size there is 2, a standby's 1).
+const RATE: f64 = 40.0;
+const PER_REPLICA: f64 = 10.0;
+const SCALED: i32 = 4;
+
+fn mall(mode: &str, prometheus: &str) -> Value {
     let text = std::fs::read_to_string(repo_root().join("examples/multi-cluster.yaml")).unwrap();
     let mut value: Value = serde_saphyr::from_str(&text).unwrap();
     value["spec"]["storefront"]["image"] = json!("shop:1");
@@ -50,7 +61,40 @@ fn mall(mode: &str) -> Value {
     value["spec"]["database"]["parameters"] = json!({"archive_timeout": "60s"});
     value["spec"]["failover"] = json!({"mode": mode, "probeInterval": "2s", "failureThreshold": 3,
         "cooldown": "10s", "requireWitness": false, "dnsTTLSeconds": 5});
+    value["spec"]["autoscaling"] = json!({"prometheus": {"url": prometheus},
+        "storefront": {"min": 1, "max": 6, "targetPerReplica": PER_REPLICA}});
     value
+}
+
+/// `spec.replicas` of region `region`'s storefront in `env`.
+async fn storefront(env: &Env, region: &str) -> Option<i32> {
+    let d: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
+    d.get(&format!("{NAME}-{region}-storefront")).await.ok().and_then(|d| d.spec?.replicas)
+}
+
+/// Waits until the storefronts of (active, standby) have the autoscaled and the standby size.
+async fn sized(active: (&Env, &str), standby: (&Env, &str), op: &OperatorProcess, what: &str) {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(90);
+    loop {
+        let (a, s) = (storefront(active.0, active.1).await, storefront(standby.0, standby.1).await);
+        if a == Some(SCALED) && s == Some(1) {
+            println!("{what}: after {:.1} s", started.elapsed().as_secs_f64());
+            return;
+        }
+        if Instant::now() > deadline {
+            let log = op.log_text();
+            let tail: Vec<&str> = log.lines().filter(|l| l.contains("autoscal") || l.contains("scaled")).collect();
+            let tail = &tail[tail.len().saturating_sub(30)..];
+            panic!(
+                "{what}: timed out with {}={a:?}, {}={s:?}\nautoscaler log:\n{}",
+                active.1,
+                standby.1,
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn start(name: &str, index: u8) -> Env {
@@ -270,13 +314,17 @@ async fn failover_and_switchover_across_three_clusters() {
         )
     };
     let sims = [sim(eu.client.clone()), sim(us.client.clone())];
+    // A real Prometheus scraping the storefront's request counter: the autoscaler sizes the
+    // active region's storefront, in that region's member cluster, and follows a failover.
+    let exporter = Exporter::start(NS, NAME, RATE).await;
+    let prometheus = Prometheus::start(exporter.address, dir.path());
     let op = OperatorProcess::spawn(
         &kubeconfig,
         &dir.path().join("operator.log"),
-        &["--leader-election-namespace", OPERATOR_NS],
+        &["--leader-election-namespace", OPERATOR_NS, "--autoscale-interval", "2s"],
     );
     let malls: Api<Mall> = Api::namespaced(hub.client.clone(), NS);
-    let mut doc = mall("automatic");
+    let mut doc = mall("automatic", &prometheus.url);
     doc["metadata"]["namespace"] = json!(NS);
     apply_yaml(&hub.client, None, &[doc.clone()]).await;
 
@@ -289,11 +337,9 @@ async fn failover_and_switchover_across_three_clusters() {
     .await;
     let samples = Arc::new(Samples::default());
     let sampler = tokio::spawn(sample(vec![eu.client.clone(), us.client.clone()], samples.clone()));
-    let stores = |client: kube::Client| async move {
-        let d: Api<Deployment> = Api::namespaced(client, NS);
-        d.get(&format!("{NAME}-us-storefront")).await.ok().and_then(|d| d.spec?.replicas)
-    };
-    println!("converged; us storefront replicas (standby): {:?}", stores(us.client.clone()).await);
+    sized((&eu, "eu"), (&us, "us"), &op, "eu's storefront autoscaled in its member cluster, us's at standby size")
+        .await;
+    println!("converged; storefront replicas: eu (active, autoscaled) {SCALED}, us (standby) 1");
 
     // Switchover eu -> us -> eu with tokens, through mallctl.
     let hub_kc = hub.kubeconfig.clone();
@@ -386,6 +432,10 @@ async fn failover_and_switchover_across_three_clusters() {
         (dns_targets(&hub).await == ["127.0.20.1"]).then_some(())
     })
     .await;
+    wait_until("us's storefront autoscaled after the failover", Duration::from_secs(90), || async {
+        (storefront(&us, "us").await == Some(SCALED)).then_some(())
+    })
+    .await;
 
     // eu returns: demoted on first contact, rebuilt from us into a new archive folder.
     eu.local.as_mut().unwrap().restart().await.expect("eu restarts");
@@ -396,12 +446,13 @@ async fn failover_and_switchover_across_three_clusters() {
     assert_eq!(rebuilt.data["spec"]["plugins"][0]["parameters"]["serverName"], format!("{NAME}-eu-db-0-e5"));
     assert_eq!(rebuilt.data["spec"]["bootstrap"]["recovery"]["source"], format!("{NAME}-us-db-0"));
     assert_eq!(active(&back), ("us".to_string(), 5));
+    sized((&us, "us"), (&eu, "eu"), &op, "the autoscaler on us, eu back at standby size").await;
 
     // A second operator with a stale view: a hub restored from the backup taken in epoch 4 (the
     // Mall with its UID and status, and its Secrets), running its own operator against the same
     // members. It would re-promote eu and demote us; the members' API servers refuse it, its
     // Mall says so, its Events name the refusal, and nothing in eu or us changes.
-    let us_storefront = stores(us.client.clone()).await;
+    let us_storefront = storefront(&us, "us").await;
     let stale_hub = start("fo-stale", 7).await;
     let stale_dir = tempfile::tempdir().unwrap();
     let stale_kc = install_operator_identity(&stale_hub, OPERATOR_NS, &[NS], stale_dir.path()).await;
@@ -447,7 +498,7 @@ async fn failover_and_switchover_across_three_clusters() {
             assert_eq!(epoch.as_deref(), Some("5"), "{region} shard {shard}");
         }
     }
-    assert_eq!(stores(us.client.clone()).await, us_storefront, "the stale operator resized the active region");
+    assert_eq!(storefront(&us, "us").await, us_storefront, "the stale operator resized the active region");
     drop(stale_op);
     drop(stale_hub);
 
@@ -455,6 +506,7 @@ async fn failover_and_switchover_across_three_clusters() {
     let (code, out, err) = mallctl(&hub_kc, &["switchover", NAME, "--to", "eu", "--wait", "--timeout", "3m"]);
     assert_eq!(code, 0, "switchover back to eu: {out}\n{err}");
     wait_mall(&malls, &op, "both Healthy on eu", 120, converged).await;
+    sized((&eu, "eu"), (&us, "us"), &op, "the autoscaler back on eu, us at standby size").await;
     let flapping = Instant::now();
     while flapping.elapsed() < Duration::from_secs(18) {
         eu_proxy.set_rules(vec![localcluster::faults::FaultRule::status(503, 1.0)]);

@@ -1,4 +1,4 @@
-//! Commands that talk to a cluster: `get`, `status`, `apply`, `scale`, `event`, `failover`,
+//! Commands that talk to a cluster: `get`, `status`, `apply`, `diff`, `scale`, `event`, `failover`,
 //! `switchover`, `version`, with kubectl-like connection flags.
 //!
 //! Contract: the connection comes from `--kubeconfig` (else `KUBECONFIG`, else
@@ -9,6 +9,7 @@
 //! Output goes to stdout, progress and errors to stderr.
 
 pub mod apply;
+pub mod diff;
 pub mod edit;
 pub mod failover;
 pub mod get;

@@ -2,8 +2,9 @@
 //!
 //! Contract: one tokio task per Mall that has `spec.autoscaling`, ticking every
 //! [`LoopOptions::interval`] (the first tick at once; every second while there is nothing to
-//! decide on yet). A tick: GET the Mall (its live status) →
-//! read the children's counts ([`counts`]) → [`Autoscaler::tick`] (system clock, Prometheus
+//! decide on yet). A tick: GET the Mall (its live status) → the children of its active region,
+//! in that region's cluster (the operator's own, or a member cluster reached through its
+//! kubeconfig Secret: the autoscaler follows a failover) → read their counts ([`counts`]) → [`Autoscaler::tick`] (system clock, Prometheus
 //! through [`MallSource`]) → apply the replica fields that differ ([`scale`]) and one `Scaled`
 //! Event per scale action → write `lastScaling` / `MetricsUnavailable` when they changed
 //! ([`status`]). A tick whose storefront Deployment does not exist yet does nothing; a failed
@@ -22,6 +23,9 @@ use super::scale;
 use super::source::{self, MallSource};
 use super::status;
 use crate::autoscaler::{Autoscaler, Engine, EngineConfig, SystemClock, TierDecision};
+use crate::build::Scope;
+use crate::build::names::Target as BuildTarget;
+use crate::clusters::{Cluster, Clusters, Settings};
 use crate::reconcile::error_chain;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -88,8 +92,27 @@ pub fn plan(running: Option<&Running>, mall: &Mall) -> Plan {
 
 struct Shared {
     client: kube::Client,
+    /// Clients of the member clusters the active region may run in.
+    clusters: Clusters,
     recorder: Recorder,
     options: LoopOptions,
+}
+
+impl Shared {
+    /// The client of the cluster holding the region the autoscaler sizes (the active one).
+    async fn target_client(&self, mall: &Mall) -> Result<kube::Client, String> {
+        match Scope::autoscaler_scope(mall).target {
+            BuildTarget::Local => Ok(self.client.clone()),
+            BuildTarget::Member { secret, key } => {
+                let namespace = mall.namespace().unwrap_or_default();
+                self.clusters
+                    .member(&namespace, &secret, &key)
+                    .await
+                    .map(|c| c.client.clone())
+                    .map_err(|e| error_chain(&e))
+            }
+        }
+    }
 }
 
 struct Handle {
@@ -112,7 +135,10 @@ impl Supervisor {
     /// A supervisor writing with `client`; Events are reported as `reporter`.
     pub fn new(client: kube::Client, reporter: &str, options: LoopOptions) -> Self {
         let recorder = Recorder::new(client.clone(), reporter.to_string().into());
-        Self { shared: Arc::new(Shared { client, recorder, options }), loops: HashMap::new() }
+        let settings =
+            Settings { user_agent: format!("{reporter}/{}", env!("CARGO_PKG_VERSION")), ..Settings::default() };
+        let clusters = Clusters::new(Cluster::new("local", client.clone(), settings.discovery_ttl, None), settings);
+        Self { shared: Arc::new(Shared { client, clusters, recorder, options }), loops: HashMap::new() }
     }
 
     /// Malls with a running loop, as `namespace/name`.
@@ -253,7 +279,17 @@ impl MallLoop {
                 return false;
             }
         };
-        let live = match counts::read(&shared.client, &live_mall, &self.targets).await {
+        // The active region may have moved (a failover): size the one that is active now, in
+        // its own cluster.
+        self.targets = counts::targets(&live_mall);
+        let client = match shared.target_client(&live_mall).await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!(mall = %name, error = %e, "autoscaler cannot reach the active region's cluster");
+                return false;
+            }
+        };
+        let live = match counts::read(&client, &live_mall, &self.targets).await {
             Ok(live) => live,
             Err(e) => {
                 tracing::warn!(mall = %name, error = %error_chain(&e), "autoscaler could not read the children");
@@ -267,7 +303,7 @@ impl MallLoop {
         let decision = autoscaler.tick(cluster).await;
         tracing::debug!(mall = %name, decision = ?decision, "autoscaler decision");
         let writes = scale::plan(&decision, &live);
-        let scaled: Option<TierDecision> = match scale::apply(&shared.client, &live_mall, &writes).await {
+        let scaled: Option<TierDecision> = match scale::apply(&client, &live_mall, &writes).await {
             Ok(()) => {
                 let actions: Vec<&TierDecision> = decision.tiers.iter().filter(|d| d.to != d.from).collect();
                 for d in &actions {

@@ -268,14 +268,6 @@ pub fn compute(mall: &Mall, observed: &Observed<'_>, now: Time) -> ReconcilerSta
             condition("BackupsConfigured", true, "Scheduled", format!("backups on '{}'", b.schedule), generation, &now)
         }
     });
-    let sized = crate::build::Scope::autoscaler_scope(mall);
-    if mall.spec.autoscaling.is_some() && sized.target.is_member() {
-        let message = format!(
-            "not autoscaled: region {} runs in a member cluster, where the autoscaler does not scale yet; its children keep the spec's sizes",
-            sized.region.unwrap_or_default()
-        );
-        conditions.push(condition("Autoscaling", false, "MemberClusterNotSupported", message, generation, &now));
-    }
     let previous = mall.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     let tiers = (observed.invalid.is_none()).then(|| TierCounts {
         storefront: storefront.unwrap_or_default(),
