@@ -11,7 +11,8 @@
 //! epoch before it was demoted.
 //!
 //! A real Prometheus scrapes a request counter (40 requests/s at 10 per replica): the autoscaler
-//! sizes the active region's storefront to 4 in its member cluster and follows every move,
+//! sizes the active region's storefront to 4 or more (up to `max` 6) in its member cluster and
+//! follows every move,
 //! while the standby region stays at its standby size (1).
 //!
 //! Steps: converge (eu active, DNS at eu); switchover eu → us → eu through `mallctl switchover
@@ -48,7 +49,8 @@ fn cluster_resource() -> kube::api::ApiResource {
 }
 
 /// Storefront requests per second the exporter reports, and what one replica serves: the
-/// autoscaler wants 4 replicas in the active region (the spec's size there is 2, a standby's 1).
+/// autoscaler wants at least 4 replicas in the active region (the spec's size there is 2, a
+/// standby's 1; the engine may add headroom, up to `max` 6).
 const RATE: f64 = 40.0;
 const PER_REPLICA: f64 = 10.0;
 const SCALED: i32 = 4;
@@ -62,7 +64,8 @@ fn mall(mode: &str, prometheus: &str) -> Value {
     value["spec"]["failover"] = json!({"mode": mode, "probeInterval": "2s", "failureThreshold": 3,
         "cooldown": "10s", "requireWitness": false, "dnsTTLSeconds": 5});
     value["spec"]["autoscaling"] = json!({"prometheus": {"url": prometheus},
-        "storefront": {"min": 1, "max": 6, "targetPerReplica": PER_REPLICA}});
+        "storefront": {"min": 1, "max": 6, "targetPerReplica": PER_REPLICA},
+        "scaleDown": {"stabilization": "10m"}});
     value
 }
 
@@ -78,7 +81,7 @@ async fn sized(active: (&Env, &str), standby: (&Env, &str), op: &OperatorProcess
     let deadline = started + Duration::from_secs(90);
     loop {
         let (a, s) = (storefront(active.0, active.1).await, storefront(standby.0, standby.1).await);
-        if a == Some(SCALED) && s == Some(1) {
+        if a.is_some_and(|a| (SCALED..=6).contains(&a)) && s == Some(1) {
             println!("{what}: after {:.1} s", started.elapsed().as_secs_f64());
             return;
         }
@@ -339,7 +342,11 @@ async fn failover_and_switchover_across_three_clusters() {
     let sampler = tokio::spawn(sample(vec![eu.client.clone(), us.client.clone()], samples.clone()));
     sized((&eu, "eu"), (&us, "us"), &op, "eu's storefront autoscaled in its member cluster, us's at standby size")
         .await;
-    println!("converged; storefront replicas: eu (active, autoscaled) {SCALED}, us (standby) 1");
+    println!(
+        "converged; storefront replicas: eu (active, autoscaled) {:?}, us (standby) {:?}",
+        storefront(&eu, "eu").await,
+        storefront(&us, "us").await
+    );
 
     // Switchover eu -> us -> eu with tokens, through mallctl.
     let hub_kc = hub.kubeconfig.clone();
@@ -433,7 +440,7 @@ async fn failover_and_switchover_across_three_clusters() {
     })
     .await;
     wait_until("us's storefront autoscaled after the failover", Duration::from_secs(90), || async {
-        (storefront(&us, "us").await == Some(SCALED)).then_some(())
+        storefront(&us, "us").await.filter(|n| *n >= SCALED).map(|_| ())
     })
     .await;
 
@@ -498,7 +505,9 @@ async fn failover_and_switchover_across_three_clusters() {
             assert_eq!(epoch.as_deref(), Some("5"), "{region} shard {shard}");
         }
     }
-    assert_eq!(storefront(&us, "us").await, us_storefront, "the stale operator resized the active region");
+    // Its view has us as the standby: it would have shrunk us's storefront to 1.
+    let now = storefront(&us, "us").await;
+    assert!(now >= Some(SCALED), "the stale operator resized us: {us_storefront:?} -> {now:?}");
     drop(stale_op);
     drop(stale_hub);
 
