@@ -106,21 +106,31 @@ pub struct DevArgs {
     pub cnpg_webhooks: bool,
 }
 
-/// Parses `2s`, `500ms`, `1m` or a plain number of seconds.
+/// Parses `2s`, `500ms`, `1m`, `1h` or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
         Some(i) => text.split_at(i),
         None => (text, "s"),
     };
-    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration (e.g. 2s, 500ms, 1m)"))?;
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration (e.g. 2s, 500ms, 1m, 1h)"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use ms, s or m)")),
+        "h" => value * 3600.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use ms, s, m or h)")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// `1h`, `30m`, `45s`: the largest whole unit.
+pub fn format_duration(d: Duration) -> String {
+    match d.as_secs() {
+        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 /// Checks the names: at least one, each a valid cluster name, no duplicates, at most 32.

@@ -10,6 +10,7 @@ mod dev;
 mod dev_stack;
 mod input;
 mod ops;
+mod plan;
 mod plot;
 mod render;
 mod simulate;
@@ -65,6 +66,11 @@ enum Command {
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<String>,
     },
+    /// Before a promotion: replay the traffic it should bring (the event's multiplier over the
+    /// Mall's recent Prometheus history, or a trace) through the autoscaler with the Mall's live
+    /// settings; print peak demand and replicas, replica-hours, SLO-violation seconds and whether
+    /// `max` would cap it.
+    Plan(plan::Args),
     /// Change the autoscaling bounds of one tier of a live Mall (validated offline first; a
     /// concurrent change is never overwritten). A tier not autoscaled yet needs --min, --max and
     /// --target-per-replica.
@@ -309,6 +315,7 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Plan(args) => block_on(plan::run(&kube, &args)),
         Command::Scale { name, tier, min, max, target_per_replica } => {
             let bounds = ops::edit::Bounds { tier, min, max, target_per_replica };
             edited(&kube, &name, |spec| ops::edit::scale(spec, &name, bounds))

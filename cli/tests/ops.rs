@@ -209,6 +209,51 @@ async fn get_status_and_apply_against_a_cluster() {
     let live: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(live["spec"]["autoscaling"]["storefront"]["max"], 8, "scale landed");
     assert_eq!(live["spec"]["autoscaling"]["events"].as_array().map(Vec::len), Some(1), "only the valid event");
+    // plan: the promotion replayed on a baseline trace (100 req/s, x8 during the event): the
+    // storefront's max 8 would cap it; an unknown event is an error naming the ones there are.
+    let trace = dir.path().join("baseline.csv");
+    let rows: String = (0..600).map(|t| format!("{t},{}\n", if t % 2 == 0 { 90 } else { 110 })).collect();
+    std::fs::write(&trace, format!("t,rps\n{rows}")).unwrap();
+    let trace = trace.to_str().unwrap();
+    let out = mallctl(&kubeconfig, &["-n", "shop", "plan", &auto, "--event", "double-eleven", "--trace", trace]);
+    let (stdout, stderr) = text(&out);
+    println!("$ mallctl -n shop plan {auto} --event double-eleven --trace baseline.csv\n{stdout}{stderr}");
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("peak demand:    880.0 req/s"), "{stdout}");
+    assert!(stdout.contains("WOULD CAP IT") && stdout.contains("--tier storefront --max"), "{stdout}");
+    let args = ["-n", "shop", "plan", &auto, "--event", "double-eleven", "--trace", trace, "-o", "json"];
+    let report: serde_json::Value = serde_json::from_slice(&mallctl(&kubeconfig, &args).stdout).expect("JSON");
+    assert_eq!((report["max"].as_i64(), report["cappedByMax"].as_bool()), (Some(8), Some(true)), "{report}");
+    assert!(report["neededAtPeak"].as_i64() > Some(8) && report["peakReplicas"].as_i64() == Some(8), "{report}");
+    assert_eq!(report["simulatedSeconds"], 24 * 3600 + 10 * 60 + 2 * 30 * 60, "{report}");
+    // The baseline from the Mall's own Prometheus: a real server scraping 30 req/s.
+    let exporter = localcluster::prometheus::Exporter::start("shop", &auto, 30.0).await;
+    let prometheus = localcluster::prometheus::Prometheus::start(exporter.address, dir.path());
+    let patch = serde_json::json!({"spec": {"autoscaling": {"prometheus": {"url": prometheus.url}}}});
+    let malls: kube::Api<mall_crds::Mall> = kube::Api::namespaced(cluster.client(), "shop");
+    malls.patch(&auto, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    let args = ["-n", "shop", "plan", &auto, "--event", "double-eleven", "--history", "1m", "-o", "json"];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let report: serde_json::Value = loop {
+        // Readiness, not a retry: Prometheus needs two scrapes before irate has a value.
+        let out = mallctl(&kubeconfig, &args);
+        if out.status.success() {
+            break serde_json::from_slice(&out.stdout).expect("JSON");
+        }
+        assert!(std::time::Instant::now() < deadline, "no history after 30 s: {}", text(&out).1);
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    println!("plan from Prometheus history: {report}");
+    assert!((report["baselineMean"].as_f64().unwrap_or(0.0) - 30.0).abs() < 3.0, "{report}");
+    assert!(
+        report["baseline"].as_str().is_some_and(|b| b.contains("the last 1m of sum(irate(mall_http_requests_total"))
+    );
+    assert_eq!(report["cappedByMax"], false, "240 req/s needs 4 pods of 71 req/s: {report}");
+    drop(prometheus);
+    let out = mallctl(&kubeconfig, &["-n", "shop", "plan", &auto, "--event", "black-friday", "--trace", trace]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("has no event \"black-friday\" (events: double-eleven)"), "{}", text(&out).1);
+
     let out = mallctl(&kubeconfig, &["-n", "shop", "event", "list", &auto]);
     let (stdout, _) = text(&out);
     println!("$ mallctl -n shop event list {auto}\n{stdout}");

@@ -103,6 +103,7 @@ mod options;
 pub mod pki;
 mod plane;
 mod process;
+pub mod prometheus;
 pub mod storage;
 pub mod thirdparty;
 pub mod tools;

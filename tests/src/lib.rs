@@ -11,7 +11,7 @@ mod env;
 pub mod image;
 pub mod metrics_adapter;
 mod operator;
-pub mod prometheus;
+pub use localcluster::prometheus;
 
 pub use env::{Env, apply_yaml, wait_until};
 pub use operator::{OperatorProcess, install_operator_identity, operator_bin};

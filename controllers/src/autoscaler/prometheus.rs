@@ -134,6 +134,42 @@ impl PrometheusSource {
         if value.is_finite() { Ok(value) } else { Err(format!("{query} returned {value}")) }
     }
 
+    /// The values of `query` over `[start, end]`, one per second (the sum of its series; a
+    /// coarser step for histories over 10,000 s, each value then repeated for its step; seconds
+    /// without a sample are `NaN`).
+    pub async fn history(&self, query: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Vec<f64>, String> {
+        let seconds = (end - start).num_seconds().max(1);
+        let step = (seconds / 10_000 + 1) as f64;
+        let mut builder = self.client.query_range(query, start.timestamp(), end.timestamp(), step);
+        if let Some(token) = &self.bearer {
+            let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|e| format!("bearer token is not a header value: {e}"))?;
+            builder = builder.header(reqwest::header::AUTHORIZATION, value);
+        }
+        let response = builder.get().await.map_err(|e| format!("Prometheus range query failed: {e}"))?;
+        let Some(matrix) = response.data().as_matrix() else {
+            return Err(format!("{query} did not return a range of values"));
+        };
+        let len = usize::try_from(seconds).unwrap_or(0);
+        let mut out = vec![f64::NAN; len];
+        for series in matrix {
+            for sample in series.samples() {
+                let offset = sample.timestamp() - start.timestamp() as f64;
+                if !(0.0..seconds as f64).contains(&offset) || !sample.value().is_finite() {
+                    continue;
+                }
+                let from = offset as usize;
+                for slot in out.iter_mut().skip(from).take(step as usize) {
+                    *slot = if slot.is_nan() { sample.value() } else { *slot + sample.value() };
+                }
+            }
+        }
+        if out.iter().all(|v| v.is_nan()) {
+            return Err(format!("no data for {query} between {start} and {end}"));
+        }
+        Ok(out)
+    }
+
     async fn series(&self, query: Option<&String>, at: DateTime<Utc>, problems: &mut Vec<String>) -> Option<f64> {
         match self.scalar(query?, at).await {
             Ok(v) => Some(v),

@@ -1,6 +1,6 @@
 //! A real Prometheus (Debian package `prometheus`: `/usr/bin/prometheus`, or `$PROMETHEUS_BIN`)
 //! scraping a storefront stand-in every second, both on 127.0.0.1 free ports — what the
-//! autoscaler reads in the e2e tests.
+//! autoscaler reads in the e2e tests, `mallctl plan`'s tests and the demo.
 //!
 //! The [`Exporter`] serves `mall_http_requests_total{namespace,mall}` (the counter the default
 //! storefront query reads) growing at a rate the test sets and changes; the [`Prometheus`]
