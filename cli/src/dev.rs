@@ -161,7 +161,7 @@ pub fn run(args: DevArgs) -> Result<(), DevError> {
 /// Runs `hack/tools.sh` with its progress on our stderr (a cold build takes minutes), unless
 /// `MALL_TOOLS_BIN` points at prebuilt tools. localcluster runs the script again (instant when
 /// warm) but captures its output.
-fn build_tools() -> Result<(), DevError> {
+pub(crate) fn build_tools() -> Result<(), DevError> {
     if std::env::var_os("MALL_TOOLS_BIN").is_some() {
         return Ok(());
     }
@@ -272,7 +272,7 @@ async fn start_all(
     Ok(())
 }
 
-async fn install(cluster: &LocalCluster, crd_files: &[PathBuf]) -> Result<(), DevError> {
+pub(crate) async fn install(cluster: &LocalCluster, crd_files: &[PathBuf]) -> Result<(), DevError> {
     let name = cluster.name().to_string();
     let client = cluster.client();
     localcluster::install_crd_objects(&client, &[mall_crds::Mall::definition()], Duration::from_secs(60))
@@ -285,7 +285,7 @@ async fn install(cluster: &LocalCluster, crd_files: &[PathBuf]) -> Result<(), De
 }
 
 /// Copies the admin kubeconfig (it names its certificates by absolute path), owner-only.
-fn copy_kubeconfig(from: &Path, to: &Path) -> Result<(), DevError> {
+pub(crate) fn copy_kubeconfig(from: &Path, to: &Path) -> Result<(), DevError> {
     use std::os::unix::fs::PermissionsExt;
     let err = |source| DevError::Write { path: to.to_path_buf(), source };
     std::fs::copy(from, to).map_err(err)?;
@@ -298,7 +298,7 @@ fn absolute(path: &Path) -> PathBuf {
 
 /// Stops every cluster (concurrently, each in the orderly component order); the first failure
 /// is returned after all were stopped.
-async fn stop_all(clusters: Vec<LocalCluster>) -> Result<(), DevError> {
+pub(crate) async fn stop_all(clusters: Vec<LocalCluster>) -> Result<(), DevError> {
     let mut tasks = tokio::task::JoinSet::new();
     for mut cluster in clusters {
         tasks.spawn(async move {
@@ -328,8 +328,13 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("2h").is_err());
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("2d").is_err());
         assert!(parse_duration("soon").is_err());
+        assert_eq!(
+            [3600, 1800, 45, 0].map(|s| format_duration(Duration::from_secs(s))),
+            ["1h", "30m", "45s", "0s"].map(String::from)
+        );
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub struct Stack {
 }
 
 /// Where `mall-operator` is: `MALL_OPERATOR_BIN`, else beside this `mallctl`.
-fn operator_binary() -> PathBuf {
+pub(crate) fn operator_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("MALL_OPERATOR_BIN") {
         return PathBuf::from(p);
     }

@@ -6,6 +6,8 @@
 //! problem on stdout for `validate`, a message on stderr otherwise), 2 on usage errors.
 
 mod bench;
+mod demo;
+mod demo_live;
 mod dev;
 mod dev_stack;
 mod input;
@@ -180,6 +182,11 @@ enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Yaml)]
         output: Format,
     },
+    /// The whole product in about three minutes, no cluster needed: three local control planes
+    /// (hub, eu, us), the operator, a real Prometheus; a Mall comes up, a Double Eleven surge is
+    /// played in real time and autoscaled, then region eu dies and us takes over. Ends with a
+    /// summary and a plot; Ctrl-C stops everything.
+    Demo(demo::Args),
     /// Start local Kubernetes control planes (one per name) with the Mall CRD and the
     /// third-party CRDs installed; write `DIR/<name>.kubeconfig`; run until SIGINT or SIGTERM.
     Dev {
@@ -316,6 +323,7 @@ fn main() -> ExitCode {
             };
         }
         Command::Plan(args) => block_on(plan::run(&kube, &args)),
+        Command::Demo(args) => demo::run(args),
         Command::Scale { name, tier, min, max, target_per_replica } => {
             let bounds = ops::edit::Bounds { tier, min, max, target_per_replica };
             edited(&kube, &name, |spec| ops::edit::scale(spec, &name, bounds))

@@ -95,6 +95,7 @@ pub mod cnpg_webhooks;
 pub mod crds;
 mod error;
 pub mod faults;
+pub mod gateway;
 pub mod kubeconfig;
 pub mod kwok;
 mod launch;

@@ -80,18 +80,28 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    /// Starts Prometheus scraping `target` every second, its data in `dir`.
+    /// Starts Prometheus scraping `target` every second, its data in `dir` (panics on failure:
+    /// for tests; [`Prometheus::try_start`] returns the error).
     pub fn start(target: std::net::SocketAddr, dir: &Path) -> Prometheus {
+        Self::try_start(target, dir).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The Prometheus binary: `$PROMETHEUS_BIN`, else Debian's `/usr/bin/prometheus`.
+    pub fn binary() -> std::path::PathBuf {
+        std::env::var_os("PROMETHEUS_BIN").map_or_else(|| "/usr/bin/prometheus".into(), Into::into)
+    }
+
+    /// Starts Prometheus scraping `target` every second, its data in `dir`.
+    pub fn try_start(target: std::net::SocketAddr, dir: &Path) -> std::io::Result<Prometheus> {
         let config = dir.join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: storefront\n    static_configs:\n      - targets: ['{target}']\n"
             ),
-        )
-        .expect("writing prometheus.yml");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-        let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "/usr/bin/prometheus".into());
+        )?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr())?.port();
+        let bin = Self::binary();
         let child = Command::new(&bin)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()))
@@ -99,8 +109,13 @@ impl Prometheus {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {bin} (apt-get install -y prometheus): {e}"));
-        Prometheus { child: Some(child), url: format!("http://127.0.0.1:{port}") }
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("starting {} (apt-get install -y prometheus): {e}", bin.display()),
+                )
+            })?;
+        Ok(Prometheus { child: Some(child), url: format!("http://127.0.0.1:{port}") })
     }
 
     /// Kills the process and waits for it.

@@ -27,7 +27,7 @@
 //! in us (`mall-witness`) still sees eu: no failover, `FailoverBlocked/WitnessSeesPrimary`.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use localcluster::members::{install_member_identity, put_kubeconfig_secret};
 use localcluster::{CnpgSimulator, LocalCluster, Options, SimulatorOptions};
 use mall_controllers::build::database::topology::EPOCH_ANNOTATION;
@@ -129,28 +129,6 @@ async fn connect(hub: &Env, member: &Env, secret: &str, proxy: Option<&localclus
     };
     put_kubeconfig_secret(&hub.client, NS, secret, "kubeconfig", &text).await.expect("kubeconfig Secret");
     kubeconfig
-}
-
-/// The Gateway a Gateway controller would run in a region, with the address it would report.
-async fn gateway(env: &Env, address: &str) {
-    let gw = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-        "metadata": {"name": "public", "namespace": NS},
-        "spec": {"gatewayClassName": "example", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}});
-    apply_yaml(&env.client, None, &[gw]).await;
-    let status = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-        "metadata": {"name": "public", "namespace": NS},
-        "status": {"addresses": [{"type": "IPAddress", "value": address}]}});
-    let ar = kube::api::ApiResource {
-        group: "gateway.networking.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "gateway.networking.k8s.io/v1".into(),
-        kind: "Gateway".into(),
-        plural: "gateways".into(),
-    };
-    let api: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), NS, &ar);
-    api.patch_status("public", &PatchParams::apply("gateway-controller").force(), &Patch::Apply(&status))
-        .await
-        .expect("Gateway status");
 }
 
 async fn get(malls: &Api<Mall>) -> Mall {
@@ -303,8 +281,8 @@ async fn failover_and_switchover_across_three_clusters() {
     let eu_proxy = eu.local.as_ref().unwrap().fault_proxy().await.expect("fault proxy");
     connect(&hub, &eu, "cluster-eu-kubeconfig", Some(&eu_proxy)).await;
     connect(&hub, &us, "cluster-us-kubeconfig", None).await;
-    gateway(&eu, "127.0.10.1").await;
-    gateway(&us, "127.0.20.1").await;
+    localcluster::gateway::publish(&eu.client, NS, "public", "127.0.10.1").await.expect("eu Gateway");
+    localcluster::gateway::publish(&us.client, NS, "public", "127.0.20.1").await.expect("us Gateway");
     let store = tempfile::tempdir().unwrap();
     let sim = |client: kube::Client| {
         CnpgSimulator::spawn(
