@@ -72,14 +72,8 @@ impl Parts {
         if let Some(load) = self.load.take() {
             load.abort();
         }
-        if let Some(mut child) = self.operator.take() {
-            let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(10) && matches!(child.try_wait(), Ok(None)) {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.operator.take() {
+            crate::dev_stack::stop_operator(child).await;
         }
         for sim in self.simulators.drain(..) {
             let _ = sim.stop().await;
@@ -130,7 +124,7 @@ fn ensure_prometheus() -> anyhow::Result<()> {
     if bin.exists() {
         return Ok(());
     }
-    if !nix_is_root() {
+    if !is_root() {
         bail!(
             "{} not found: install Debian's prometheus (sudo apt-get install -y prometheus) or set PROMETHEUS_BIN",
             bin.display()
@@ -146,7 +140,8 @@ fn ensure_prometheus() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn nix_is_root() -> bool {
+/// Whether this process runs as root (`Uid:` in `/proc/self/status`).
+fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
@@ -233,14 +228,12 @@ async fn demo(args: &Args, operator: &Path, parts: &mut Parts) -> anyhow::Result
     parts.prometheus = Some(prometheus);
     println!("  Prometheus {url}, storefront at {:.0} req/s", args.baseline);
     let log = dir.join("operator.log");
-    let child = std::process::Command::new(operator)
-        .env("KUBECONFIG", parts.clusters[0].kubeconfig())
-        .args(["--leader-election-namespace", "kube-system", "--metrics-address", "127.0.0.1:0"])
-        .args(["--health-address", "127.0.0.1:0", "--recheck-interval", "5s", "--autoscale-interval", "2s"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()
-        .with_context(|| format!("starting {}", operator.display()))?;
+    let child = crate::dev_stack::spawn_operator(
+        operator,
+        &parts.clusters[0].kubeconfig(),
+        &log,
+        &["--autoscale-interval", "2s"],
+    )?;
     parts.operator = Some(child);
     println!("  mall-operator against hub (log {})", log.display());
 
@@ -358,9 +351,7 @@ async fn wait_for(
 }
 
 async fn dns_targets(hub: &kube::Client) -> Vec<String> {
-    let api: Api<mall_controllers::externaldns::DnsEndpoint> = Api::namespaced(hub.clone(), NS);
-    let Ok(Some(e)) = api.get_opt(&format!("{NAME}-dns")).await else { return Vec::new() };
-    e.spec.endpoints.unwrap_or_default().into_iter().flat_map(|e| e.targets.unwrap_or_default()).collect()
+    mall_controllers::failover::dns::published_targets(hub, NS, NAME).await
 }
 
 async fn wait_dns(hub: &kube::Client, address: &str) -> Vec<String> {

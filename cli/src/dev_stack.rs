@@ -105,16 +105,7 @@ impl Stack {
                     return Err(StackError::OperatorMissing(path));
                 }
                 let log = dir.join("operator.log");
-                let file = std::fs::File::create(&log)
-                    .map_err(|source| StackError::Operator { path: path.clone(), source })?;
-                let child = Command::new(&path)
-                    .env("KUBECONFIG", hub.kubeconfig())
-                    .args(["--leader-election-namespace", "kube-system", "--metrics-address", "127.0.0.1:0"])
-                    .args(["--health-address", "127.0.0.1:0", "--recheck-interval", "5s"])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(file)
-                    .spawn()
-                    .map_err(|source| StackError::Operator { path: path.clone(), source })?;
+                let child = spawn_operator(&path, &hub.kubeconfig(), &log, &[])?;
                 eprintln!("mallctl dev: operator running against {} (log: {})", hub.name(), log.display());
                 Some(child)
             }
@@ -125,23 +116,42 @@ impl Stack {
 
     /// Stops the operator and the simulators.
     pub async fn stop(mut self) {
-        if let Some(mut child) = self.operator.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(10) {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.operator.take() {
+            stop_operator(child).await;
             eprintln!("mallctl dev: operator stopped");
         }
         for sim in self.simulators.drain(..) {
             let _ = sim.stop().await;
         }
     }
+}
+
+/// Starts `mall-operator` (`path`) against the cluster of `kubeconfig`, its Lease in
+/// `kube-system`, metrics and health on free loopback ports, rechecking every 5 s, logging to
+/// `log`; `extra` arguments follow.
+pub(crate) fn spawn_operator(path: &Path, kubeconfig: &Path, log: &Path, extra: &[&str]) -> Result<Child, StackError> {
+    let err = |source| StackError::Operator { path: path.to_path_buf(), source };
+    let file = std::fs::File::create(log).map_err(err)?;
+    Command::new(path)
+        .env("KUBECONFIG", kubeconfig)
+        .args(["--leader-election-namespace", "kube-system", "--metrics-address", "127.0.0.1:0"])
+        .args(["--health-address", "127.0.0.1:0", "--recheck-interval", "5s"])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .map_err(err)
+}
+
+/// Stops an operator: SIGTERM (it releases its Lease), SIGKILL after 10 s.
+pub(crate) async fn stop_operator(mut child: Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) && matches!(child.try_wait(), Ok(None)) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// For every region of `mall` in a member cluster: installs the chart's member identity into the

@@ -95,13 +95,15 @@ pub struct Report {
     pub capped_by_max: bool,
 }
 
+/// The mean of the measured (finite) values; `None` without any.
+fn mean(values: &[f64]) -> Option<f64> {
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
+}
+
 /// The planned trace: `base` repeated from `from`, times the event's multiplier during it.
 pub fn event_trace(base: &[f64], event: &EventConfig, from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<Trace> {
-    let finite: Vec<f64> = base.iter().copied().filter(|v| v.is_finite()).collect();
-    if finite.is_empty() {
-        bail!("the baseline has no data");
-    }
-    let mean = finite.iter().sum::<f64>() / finite.len() as f64;
+    let Some(mean) = mean(base) else { bail!("the baseline has no data") };
     let seconds = usize::try_from((to - from).num_seconds()).unwrap_or(0);
     if seconds > 31 * 86_400 {
         bail!("event {} spans {} days: plan simulates at most 31 days", event.name, seconds / 86_400);
@@ -133,12 +135,11 @@ pub fn plan(cfg: &EngineConfig, event: &EventConfig, base: &[f64], args: &Args) 
     let run = |sim| Run { trace: &trace, sim, engine: cfg, start: from, after, record: false };
     let mall = run(&sim).policy(PolicyKind::Mall);
     let oracle = run(&uncapped).policy(PolicyKind::Oracle);
-    let finite: Vec<f64> = base.iter().copied().filter(|v| v.is_finite()).collect();
     Ok(Report {
         mall: String::new(),
         event: event.name.clone(),
         baseline: String::new(),
-        baseline_mean: finite.iter().sum::<f64>() / finite.len().max(1) as f64,
+        baseline_mean: mean(base).unwrap_or(0.0),
         multiplier: event.multiplier.unwrap_or(1.0),
         event_start: event.start,
         event_end: event.end,

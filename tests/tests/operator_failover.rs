@@ -175,9 +175,7 @@ fn condition(m: &Mall, type_: &str) -> Option<(String, String, String)> {
 }
 
 async fn dns_targets(hub: &Env) -> Vec<String> {
-    let api: Api<mall_controllers::externaldns::DnsEndpoint> = Api::namespaced(hub.client.clone(), NS);
-    let Ok(Some(e)) = api.get_opt(&format!("{NAME}-dns")).await else { return Vec::new() };
-    e.spec.endpoints.unwrap_or_default().into_iter().flat_map(|e| e.targets.unwrap_or_default()).collect()
+    mall_controllers::failover::dns::published_targets(&hub.client, NS, NAME).await
 }
 
 /// The sampler's findings.

@@ -38,7 +38,7 @@ pub fn endpoint(mall: &Mall, active: &str, addresses: &Addresses) -> Option<DnsE
     let name = mall.metadata.name.clone()?;
     let ttl = u32::try_from(mall.spec.failover.dns_ttl_seconds).ok();
     let metadata = ObjectMeta {
-        name: Some(format!("{name}-dns")),
+        name: Some(endpoint_name(&name)),
         namespace: mall.metadata.namespace.clone(),
         labels: Some(BTreeMap::from([
             ("app.kubernetes.io/managed-by".to_string(), super::FIELD_MANAGER.to_string()),
@@ -80,6 +80,19 @@ pub fn endpoint(mall: &Mall, active: &str, addresses: &Addresses) -> Option<DnsE
             Some(all)
         }
     }
+}
+
+/// `<mall>-dns`: the name of the Mall's `DNSEndpoint`.
+pub fn endpoint_name(mall: &str) -> String {
+    format!("{mall}-dns")
+}
+
+/// The targets the hub's `DNSEndpoint` of Mall `namespace/mall` publishes now (none when it does
+/// not exist or cannot be read).
+pub async fn published_targets(client: &kube::Client, namespace: &str, mall: &str) -> Vec<String> {
+    let api: Api<DnsEndpoint> = Api::namespaced(client.clone(), namespace);
+    let Ok(Some(e)) = api.get_opt(&endpoint_name(mall)).await else { return Vec::new() };
+    e.spec.endpoints.unwrap_or_default().into_iter().flat_map(|e| e.targets.unwrap_or_default()).collect()
 }
 
 /// Applies `endpoint` on the hub.

@@ -325,21 +325,7 @@ pub async fn apply(
             .try_collect()
             .await?;
         for outcome in done {
-            match outcome {
-                Done::Applied { kind, name, value } => {
-                    applied.written.push(format!("{}/{name}", kind.kind));
-                    if let Some(value) = value {
-                        live.entry(kind.plural).or_default().insert(name, value);
-                    }
-                }
-                Done::Deleted { kind, name } => {
-                    if let Some(l) = live.get_mut(kind.plural) {
-                        l.remove(&name);
-                    }
-                    applied.pruned.push(format!("{}/{name}", kind.kind));
-                }
-                Done::Refused(refusal) => applied.refused.push(refusal),
-            }
+            outcome.record(&mut applied, &mut live);
         }
     }
     // Completion order is arbitrary; events and logs read better in kind order.
@@ -391,6 +377,27 @@ enum Done {
     Refused(Refusal),
 }
 
+impl Done {
+    /// Records what this write did in `applied` and in the `live` objects.
+    fn record(self, applied: &mut Applied, live: &mut BTreeMap<&'static str, BTreeMap<String, Value>>) {
+        match self {
+            Done::Applied { kind, name, value } => {
+                applied.written.push(format!("{}/{name}", kind.kind));
+                if let Some(value) = value {
+                    live.entry(kind.plural).or_default().insert(name, value);
+                }
+            }
+            Done::Deleted { kind, name } => {
+                if let Some(l) = live.get_mut(kind.plural) {
+                    l.remove(&name);
+                }
+                applied.pruned.push(format!("{}/{name}", kind.kind));
+            }
+            Done::Refused(refusal) => applied.refused.push(refusal),
+        }
+    }
+}
+
 /// The writes of a stale view go first: a desired topology member whose epoch is older than
 /// its live Cluster's ([`super::handoff::is_stale`]) is applied before anything else, as this
 /// operator's view has it. When the member cluster's fence refuses one, nothing else is written
@@ -414,19 +421,9 @@ async fn fenced_out(
     }
     let mut fenced = false;
     for write in stale {
-        match write.run(client, namespace).await? {
-            Done::Refused(refusal) => {
-                fenced |= refusal.authority == Authority::EpochFence;
-                applied.refused.push(refusal);
-            }
-            Done::Applied { kind, name, value } => {
-                applied.written.push(format!("{}/{name}", kind.kind));
-                if let Some(value) = value {
-                    live.entry(kind.plural).or_default().insert(name, value);
-                }
-            }
-            Done::Deleted { .. } => {}
-        }
+        let done = write.run(client, namespace).await?;
+        fenced |= matches!(&done, Done::Refused(r) if r.authority == Authority::EpochFence);
+        done.record(applied, live);
     }
     Ok(fenced)
 }

@@ -18,7 +18,7 @@
 //! removed (its status fields are then released) or the Mall is deleted or recreated. Loops only
 //! run while the supervisor lives ([`Supervisor::stop_all`] on shutdown or lost leadership).
 
-use super::counts::{self, Targets};
+use super::counts;
 use super::scale;
 use super::source::{self, MallSource};
 use super::status;
@@ -224,13 +224,12 @@ impl Drop for Supervisor {
 struct MallLoop {
     mall: Arc<Mall>,
     config: Option<EngineConfig>,
-    targets: Targets,
     autoscaler: Option<Autoscaler<SystemClock, MallSource>>,
 }
 
 impl MallLoop {
     async fn new(shared: &Shared, mall: Arc<Mall>) -> Self {
-        let mut this = Self { targets: counts::targets(&mall), mall, config: None, autoscaler: None };
+        let mut this = Self { mall, config: None, autoscaler: None };
         this.configure(shared).await;
         this
     }
@@ -238,7 +237,6 @@ impl MallLoop {
     /// (Re)builds configuration and source from the current spec; the engine restarts only when
     /// its configuration changed.
     async fn configure(&mut self, shared: &Shared) {
-        self.targets = counts::targets(&self.mall);
         let cfg = match EngineConfig::from_mall(&self.mall) {
             Ok(cfg) => cfg,
             Err(e) => {
@@ -281,7 +279,7 @@ impl MallLoop {
         };
         // The active region may have moved (a failover): size the one that is active now, in
         // its own cluster.
-        self.targets = counts::targets(&live_mall);
+        let targets = counts::targets(&live_mall);
         let client = match shared.target_client(&live_mall).await {
             Ok(client) => client,
             Err(e) => {
@@ -289,7 +287,7 @@ impl MallLoop {
                 return false;
             }
         };
-        let live = match counts::read(&client, &live_mall, &self.targets).await {
+        let live = match counts::read(&client, &live_mall, &targets).await {
             Ok(live) => live,
             Err(e) => {
                 tracing::warn!(mall = %name, error = %error_chain(&e), "autoscaler could not read the children");
