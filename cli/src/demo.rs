@@ -97,10 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ensure_prometheus()?;
     let operator = crate::dev_stack::operator_binary();
     if !operator.exists() {
-        bail!(
-            "mall-operator not found at {} (cargo build -p mall-operator, or set MALL_OPERATOR_BIN)",
-            operator.display()
-        );
+        return Err(crate::dev_stack::StackError::OperatorMissing(operator).into());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {

@@ -38,6 +38,9 @@ pub enum DevError {
         #[source]
         source: std::io::Error,
     },
+    /// The embedded tool definitions could not be written.
+    #[error("cannot prepare the pinned tool definitions")]
+    Assets(#[source] localcluster::tools::ToolsError),
     /// The third-party CRD files could not be located.
     #[error("cannot locate the third-party CRDs")]
     ThirdParty(#[source] localcluster::thirdparty::ThirdPartyError),
@@ -165,7 +168,7 @@ pub(crate) fn build_tools() -> Result<(), DevError> {
     if std::env::var_os("MALL_TOOLS_BIN").is_some() {
         return Ok(());
     }
-    let script = localcluster::tools::repo_root().join("hack/tools.sh");
+    let script = localcluster::tools::script().map_err(DevError::Assets)?;
     let status = std::process::Command::new("bash")
         .arg(&script)
         .stdout(std::process::Stdio::null())

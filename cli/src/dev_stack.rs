@@ -6,6 +6,10 @@
 //! region: the chart's member identity is installed there and its kubeconfig Secret created in
 //! the hub.
 //!
+//! The simulators of all clusters share one simulated object store (`DIR/object-store`, emptied
+//! at start and removed at stop), so a standby region's replica clusters bootstrap from and
+//! follow the active region's archive as CloudNativePG's replica clusters do.
+//!
 //! Contract: everything started here is stopped by [`Stack::stop`] (the operator gets SIGTERM,
 //! then SIGKILL after 10 s). Manifests are validated offline before they are sent.
 
@@ -24,8 +28,22 @@ pub enum StackError {
     /// A client for the simulator could not be built.
     #[error("cannot connect the CloudNativePG status simulator")]
     Simulator(#[source] localcluster::CnpgSimError),
+    /// The simulated object store could not be created.
+    #[error("cannot create the simulated object store {path}")]
+    ObjectStore {
+        /// Its directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded chart could not be written.
+    #[error("cannot write the embedded chart")]
+    Assets(#[source] localcluster::assets::AssetsError),
     /// The operator binary is missing.
-    #[error("mall-operator not found at {0} (build it: cargo build -p mall-operator, or set MALL_OPERATOR_BIN)")]
+    #[error(
+        "mall-operator not found at {0} (build it: cargo build -p mall-operator; installed: cargo install --path operator; or set MALL_OPERATOR_BIN)"
+    )]
     OperatorMissing(PathBuf),
     /// The operator could not be started.
     #[error("cannot start {path}")]
@@ -67,6 +85,7 @@ pub enum StackError {
 pub struct Stack {
     simulators: Vec<CnpgSimulator>,
     operator: Option<Child>,
+    object_store: PathBuf,
 }
 
 /// Where `mall-operator` is: `MALL_OPERATOR_BIN`, else beside this `mallctl`.
@@ -85,13 +104,21 @@ impl Stack {
     /// logging to `dir/operator.log`.
     pub async fn start(clusters: &[LocalCluster], operator: bool, dir: &Path) -> Result<Stack, StackError> {
         let mut simulators = Vec::new();
+        let object_store = dir.join("object-store");
+        let _ = std::fs::remove_dir_all(&object_store);
+        std::fs::create_dir_all(&object_store)
+            .map_err(|source| StackError::ObjectStore { path: object_store.clone(), source })?;
         for cluster in clusters {
             let client = localcluster::cnpg_sim::client_from_kubeconfig(&cluster.kubeconfig())
                 .await
                 .map_err(StackError::Simulator)?;
             simulators.push(CnpgSimulator::spawn(
                 client,
-                SimulatorOptions { step: Duration::from_millis(500), ..Default::default() },
+                SimulatorOptions {
+                    step: Duration::from_millis(500),
+                    object_store_dir: Some(object_store.clone()),
+                    ..Default::default()
+                },
             ));
             eprintln!(
                 "mallctl dev: CloudNativePG status simulator running in {} (a stand-in for CloudNativePG, which cannot run here)",
@@ -111,7 +138,7 @@ impl Stack {
             }
             _ => None,
         };
-        Ok(Stack { simulators, operator })
+        Ok(Stack { simulators, operator, object_store })
     }
 
     /// Stops the operator and the simulators.
@@ -123,6 +150,7 @@ impl Stack {
         for sim in self.simulators.drain(..) {
             let _ = sim.stop().await;
         }
+        let _ = std::fs::remove_dir_all(&self.object_store);
     }
 }
 
@@ -175,10 +203,13 @@ async fn connect_members(clusters: &[LocalCluster], mall: &Mall, namespace: &str
                     .join(",")
             ))
         })?;
-        let kubeconfig =
-            localcluster::members::install_member_identity(member, &localcluster::tools::repo_root(), &[namespace])
-                .await
-                .map_err(StackError::Member)?;
+        let root = tokio::task::spawn_blocking(localcluster::assets::root)
+            .await
+            .map_err(|e| StackError::Manifest(format!("writing the embedded chart: {e}")))?
+            .map_err(StackError::Assets)?;
+        let kubeconfig = localcluster::members::install_member_identity(member, &root, &[namespace])
+            .await
+            .map_err(StackError::Member)?;
         localcluster::members::put_kubeconfig_secret(
             &hub.client(),
             namespace,

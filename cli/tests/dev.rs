@@ -147,3 +147,50 @@ fn dev_starts_two_clusters_and_stops_on_sigterm() {
 fn dev_defaults_to_one_cluster_named_local_and_stops_on_sigint() {
     run_dev(None, &["local"], Signal::SIGINT);
 }
+
+/// `path` as a hard link (same filesystem) or a copy.
+fn install(from: &Path, to: &Path) {
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
+    }
+}
+
+/// What `cargo install --path cli` and `--path operator` give: the two binaries in a directory of
+/// their own, run from elsewhere with nothing of the checkout (no MALL_REPO_ROOT, no prebuilt
+/// tools): the pinned tool definitions and the chart come out of the binary, the operator is
+/// found beside mallctl, and a Mall spanning two member clusters becomes Ready.
+#[test]
+fn an_installed_mallctl_runs_outside_the_checkout() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let built = Path::new(env!("CARGO_BIN_EXE_mallctl"));
+    install(built, &bin.join("mallctl"));
+    install(&built.with_file_name("mall-operator"), &bin.join("mall-operator"));
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/multi-cluster.yaml");
+    std::fs::copy(&example, tmp.path().join("shop.yaml")).expect("copy the example");
+    let assets = tmp.path().join("assets");
+
+    let out = Command::new(bin.join("mallctl"))
+        .args(["dev", "--clusters", "hub,eu,us", "--operator", "-f", "shop.yaml", "--until-ready"])
+        .args(["--pod-startup", "300ms", "--dir", "kubeconfigs"])
+        .current_dir(tmp.path())
+        .env("MALL_ASSETS_CACHE", &assets)
+        .env_remove("MALL_TOOLS_BIN")
+        .env_remove("MALL_REPO_ROOT")
+        .env_remove("MALL_OPERATOR_BIN")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the installed mallctl");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // The tools were located by the embedded hack/tools.sh, written under MALL_ASSETS_CACHE.
+    let copies: Vec<_> = std::fs::read_dir(&assets).expect("assets written").flatten().map(|e| e.path()).collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    for file in [".complete", "hack/tools.sh", "hack/tools/kubernetes/go.sum", "charts/mall-operator/Chart.yaml"] {
+        assert!(copies[0].join(file).is_file(), "{file} missing in {}", copies[0].display());
+    }
+    assert!(stderr.contains("[tools] all tools ready"), "{stderr}");
+    assert!(stderr.contains("operator running against hub (log: kubeconfigs/operator.log)"), "{stderr}");
+    assert!(stdout.contains("mall malls/global-shop Ready in "), "{stdout}");
+}

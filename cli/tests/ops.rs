@@ -50,6 +50,21 @@ fn start_operator(kubeconfig: &Path, log: &Path) -> Operator {
     Operator(child)
 }
 
+/// Runs `mallctl --kubeconfig K ARGS` on a pseudo-terminal (util-linux `script`); what the
+/// terminal showed, and script's stderr. Panics unless it exits 0.
+fn on_a_terminal(kubeconfig: &Path, args: &str) -> (String, String) {
+    let command = format!("{} --kubeconfig {} {args}", env!("CARGO_BIN_EXE_mallctl"), kubeconfig.display());
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{command} on a terminal failed:\n{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
 /// A kubeconfig pointing at a port nothing listens on.
 fn dead_kubeconfig(kubeconfig: &Path, dir: &Path) -> PathBuf {
     let dead = dir.join("dead.kubeconfig");
@@ -89,6 +104,17 @@ async fn get_status_and_apply_against_a_cluster() {
     assert!(stdout.contains("applied (generation 1)") && stdout.contains("Ready after"), "{stdout}");
     assert!(stderr.contains("storefront"), "no progress lines: {stderr}");
     let name = stdout.split_whitespace().nth(1).and_then(|n| n.split('/').nth(1)).expect("mall name").to_string();
+
+    // On a terminal, --wait draws live per-tier bars (indicatif) instead of lines.
+    let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tty"}});
+    api.patch("tty", &kube::api::PatchParams::apply("test"), &kube::api::Patch::Apply(&ns)).await.unwrap();
+    let (stdout, stderr) = on_a_terminal(&kubeconfig, "-n tty apply -f examples/minimal.yaml --wait --timeout 120s");
+    assert!(
+        stdout.contains("storefront [") && stdout.contains("database ["),
+        "no bars on the terminal: {stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("Ready after"), "{stdout}");
+    assert!(!stdout.contains("mall tty/corner-shop: storefront"), "plain lines on a terminal: {stdout}");
 
     // get: a table, wide, JSON.
     let out = mallctl(&kubeconfig, &["get", "-n", "shop"]);

@@ -68,7 +68,8 @@ fn parse_args() -> Result<Args, BenchError> {
 /// Runs `hack/tools.sh` (progress on stderr), optionally into another cache; returns its time.
 fn time_tools(cache: Option<&Path>) -> Result<Duration, BenchError> {
     let mut cmd = Command::new("bash");
-    cmd.arg(localcluster::tools::repo_root().join("hack/tools.sh")).stdout(Stdio::null()).stderr(Stdio::inherit());
+    let script = localcluster::tools::script().map_err(|e| BenchError::Run(std::io::Error::other(e.to_string())))?;
+    cmd.arg(script).stdout(Stdio::null()).stderr(Stdio::inherit());
     if let Some(cache) = cache {
         // An empty Go build cache too, or the "cold" build would reuse compiled packages.
         cmd.env("MALL_TOOLS_CACHE", cache.join("tools")).env("GOCACHE", cache.join("gocache"));

@@ -36,8 +36,10 @@
 //! # Where things are
 //! - Binaries: built from pinned Go modules by `hack/tools.sh` into
 //!   `~/.cache/mall-operator/tools/<hash of go.mod/go.sum>/bin` (about 9 minutes cold on two
-//!   cores, instant warm); override with `MALL_TOOLS_BIN`; the repository root defaults to this
-//!   crate's parent directory, override with `MALL_REPO_ROOT` ([`tools`]).
+//!   cores, instant warm); override with `MALL_TOOLS_BIN` ([`tools`]). The script, the pinned
+//!   go.mod/go.sum files and the Helm chart travel inside the binary and are written once to
+//!   `~/.cache/mall-operator/assets/<key>`, so an installed binary needs no checkout;
+//!   `MALL_REPO_ROOT` points at a checkout instead ([`assets`]).
 //! - Third-party files (kwok stages and StorageClass, CRDs): read at set-up time from the Go
 //!   module cache (`go mod download -json` in `hack/tools/thirdparty`), never copied into the
 //!   repository ([`thirdparty`]).
@@ -87,6 +89,7 @@
 //! fraction of requests per resource, switched at run time; clients behind it use bearer tokens
 //! so the audit log still names them.
 
+pub mod assets;
 pub mod audit;
 pub mod base64;
 mod cluster;

@@ -11,8 +11,6 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
-use crate::tools::repo_root;
-
 /// kwok's module and version.
 pub const KWOK: (&str, &str) = ("sigs.k8s.io/kwok", "v0.8.0");
 /// CloudNativePG's module and version.
@@ -27,6 +25,9 @@ pub const EXTERNAL_DNS: (&str, &str) = ("sigs.k8s.io/external-dns", "v0.22.0");
 /// Errors of locating third-party sources.
 #[derive(Debug, thiserror::Error)]
 pub enum ThirdPartyError {
+    /// The embedded module definitions could not be written.
+    #[error("cannot write the embedded go.mod of the third-party modules")]
+    Assets(#[source] Box<crate::assets::AssetsError>),
     /// `go` could not be run.
     #[error("cannot run `go mod download` for {module}")]
     Go {
@@ -72,9 +73,10 @@ pub fn module_dir(module: &str, version: &str) -> Result<PathBuf, ThirdPartyErro
     if let Some(dir) = cache.as_ref().and_then(|c| c.get(&key)) {
         return Ok(dir.clone());
     }
+    let root = crate::assets::root().map_err(|source| ThirdPartyError::Assets(Box::new(source)))?;
     let output = Command::new("go")
         .args(["mod", "download", "-json", &key])
-        .current_dir(repo_root().join("hack/tools/thirdparty"))
+        .current_dir(root.join("hack/tools/thirdparty"))
         .output()
         .map_err(|source| ThirdPartyError::Go { module: key.clone(), source })?;
     let json: serde_json::Value = serde_json::from_slice(&output.stdout)

@@ -2,12 +2,13 @@
 //! kube-scheduler, kubectl, kwok, helm).
 //!
 //! Contract: [`tools_dir`] returns the directory holding them: `$MALL_TOOLS_BIN` when set,
-//! otherwise the last stdout line of `bash <repo>/hack/tools.sh` (which builds them into a cache
-//! keyed on the pinned go.sum files, minutes when cold, instant when warm). The answer is cached
+//! otherwise the last stdout line of `bash hack/tools.sh` (in [`crate::assets::root`]: the copy
+//! embedded in this binary, or `$MALL_REPO_ROOT`), which builds them into a cache keyed on the
+//! pinned go.sum files (minutes when cold, instant when warm). The answer is cached
 //! for the life of the process; concurrent callers wait for the first one. The call blocks: call
 //! it from `spawn_blocking` in async code ([`crate::LocalCluster::start`] does).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -33,6 +34,9 @@ pub enum ToolsError {
         /// The last lines of its stderr.
         stderr_tail: String,
     },
+    /// The embedded tool definitions could not be written.
+    #[error(transparent)]
+    Assets(#[from] crate::assets::AssetsError),
     /// A binary is missing from the tools directory.
     #[error("{binary} not found in {dir}")]
     Missing {
@@ -44,18 +48,6 @@ pub enum ToolsError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// The repository root: `$MALL_REPO_ROOT`, else the parent of this crate's manifest directory
-/// at compile time.
-pub fn repo_root() -> PathBuf {
-    match std::env::var_os("MALL_REPO_ROOT") {
-        Some(root) => PathBuf::from(root),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
-    }
 }
 
 /// The directory of the tool binaries (see the module documentation). Blocking.
@@ -73,8 +65,13 @@ pub fn tools_dir() -> Result<PathBuf, ToolsError> {
     Ok(dir)
 }
 
+/// The path of `hack/tools.sh` in [`crate::assets::root`].
+pub fn script() -> Result<PathBuf, ToolsError> {
+    Ok(crate::assets::root()?.join("hack/tools.sh"))
+}
+
 fn run_tools_script() -> Result<PathBuf, ToolsError> {
-    let script = repo_root().join("hack/tools.sh");
+    let script = script()?;
     tracing::info!(script = %script.display(), "locating tools (a cold build takes minutes)");
     let output = Command::new("bash")
         .arg(&script)

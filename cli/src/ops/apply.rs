@@ -3,10 +3,12 @@
 //!
 //! Contract: every document must be a valid Mall (checked offline first, exactly as the API
 //! server would: nothing is sent when one is invalid); each is applied with field manager
-//! `mallctl` into its own namespace or `-n`. With `--wait`, one line per change of a Mall's tiers
-//! or conditions is printed until it is Ready for its new generation; on timeout the command
-//! fails naming the condition that blocks (`Ready=False NotServing: ...`).
+//! `mallctl` into its own namespace or `-n`. With `--wait`, its progress is shown on stderr
+//! ([`super::progress`]: live per-tier bars on a terminal, one line per change of its tiers or
+//! conditions otherwise) until it is Ready for its new generation; on timeout the command fails
+//! naming the condition that blocks (`Ready=False NotServing: ...`).
 
+use super::progress::{Progress, stale};
 use super::{KubeArgs, condition, is_ready};
 use crate::input::read_documents;
 use anyhow::{Context as _, bail};
@@ -14,35 +16,6 @@ use kube::api::{Api, Patch, PatchParams};
 use mall_crds::Mall;
 use serde_json::Value;
 use std::time::{Duration, Instant};
-
-/// One line describing where a Mall stands.
-fn progress(mall: &Mall) -> String {
-    let tiers = mall.status.as_ref().and_then(|s| s.tiers.clone()).unwrap_or_default();
-    let mut parts = vec![
-        format!("storefront {}/{}", tiers.storefront.ready, tiers.storefront.desired),
-        format!("database {}/{}", tiers.database.ready, tiers.database.desired),
-    ];
-    if let Some(c) = tiers.cache {
-        parts.push(format!("cache {}/{}", c.ready, c.desired));
-    }
-    if let Some(c) = tiers.edge {
-        parts.push(format!("edge {}/{}", c.ready, c.desired));
-    }
-    let ready = condition(mall, "Ready").map_or_else(
-        || "Ready=Unknown (no status yet)".into(),
-        |c| {
-            if c.0 == "True" { "Ready".to_string() } else { format!("Ready={} {}: {}", c.0, c.1, c.2) }
-        },
-    );
-    format!("{}; {ready}{}", parts.join(", "), stale(mall).unwrap_or_default())
-}
-
-/// ` (status of generation M; waiting for N)` when the status describes an older generation.
-fn stale(mall: &Mall) -> Option<String> {
-    let generation = mall.metadata.generation.unwrap_or(0);
-    let observed = mall.status.as_ref().and_then(|s| s.observed_generation)?;
-    (observed != generation).then(|| format!(" (status of generation {observed}; waiting for {generation})"))
-}
 
 /// Runs `apply`.
 pub async fn run(kube: &KubeArgs, files: &[String], wait: bool, timeout: Duration) -> anyhow::Result<()> {
@@ -76,19 +49,17 @@ pub async fn run(kube: &KubeArgs, files: &[String], wait: bool, timeout: Duratio
     }
     let start = Instant::now();
     for (api, name, namespace) in applied {
-        let mut last = String::new();
+        let mut progress = Progress::new(&format!("{namespace}/{name}"));
         loop {
             let mall = api.get(&name).await.with_context(|| format!("reading Mall {namespace}/{name}"))?;
-            let line = progress(&mall);
-            if line != last {
-                eprintln!("mall {namespace}/{name}: {line}");
-                last = line;
-            }
+            progress.show(&mall);
             if is_ready(&mall) {
+                progress.finish();
                 println!("mall {namespace}/{name} Ready after {:.1}s", start.elapsed().as_secs_f64());
                 break;
             }
             if start.elapsed() >= timeout {
+                progress.finish();
                 let blocking = match (stale(&mall), condition(&mall, "Ready")) {
                     (Some(stale), _) => format!(
                         "generation {} not observed yet{stale}; is the operator running?",

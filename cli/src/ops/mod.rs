@@ -13,6 +13,7 @@ pub mod diff;
 pub mod edit;
 pub mod failover;
 pub mod get;
+pub mod progress;
 pub mod status;
 pub mod version;
 pub mod watch;
