@@ -14,6 +14,7 @@ pub mod failover;
 pub mod gateway;
 pub mod reconcile;
 pub mod validate;
+pub mod watch;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -42,7 +42,10 @@ pub async fn run(
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        watcher(api, watcher::Config::default()).default_backoff().map(move |e| (ns.clone(), e)).boxed()
+        watcher(api, watcher::Config::default())
+            .backoff(mall_controllers::watch::backoff())
+            .map(move |e| (ns.clone(), e))
+            .boxed()
     });
     let mut events = futures::stream::select_all(streams);
     // Malls listed since the current (re)list of each watch began.

@@ -15,8 +15,9 @@ mod metrics;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use kube::ResourceExt as _;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
@@ -141,6 +142,7 @@ async fn run_controller(
     concurrency: u16,
     shutdown: watch::Receiver<bool>,
     member_changes: MemberChanges,
+    operator_metrics: Arc<metrics::OperatorMetrics>,
 ) {
     let client = ctx.client.clone();
     let (malls, deployments, statefulsets): (Api<Mall>, Api<Deployment>, Api<StatefulSet>) = match &namespace {
@@ -156,8 +158,21 @@ async fn run_controller(
     let (reader, writer) = reflector::store();
     // Only spec changes (generation) of a Mall trigger it: its own status writes do not. A
     // change of a Mall's children in a member cluster triggers it too (through the Mall cache).
+    // A deleted Mall's metric series go with it (also one deleted while the watch was down:
+    // after each relist only the Malls in the store keep theirs).
+    let store = reader.clone();
     let own = reflector(writer, watcher(malls, watcher::Config::default()))
-        .default_backoff()
+        .backoff(mall_controllers::watch::backoff())
+        .inspect_ok(move |event| match event {
+            watcher::Event::Delete(mall) => {
+                operator_metrics.forget(&format!("{}/{}", mall.namespace().unwrap_or_default(), mall.name_any()));
+            }
+            watcher::Event::InitDone => operator_metrics.retain(|key| {
+                key.split_once('/')
+                    .is_some_and(|(ns, name)| store.get(&reflector::ObjectRef::new(name).within(ns)).is_some())
+            }),
+            _ => {}
+        })
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     let scope = namespace.clone();
@@ -177,6 +192,7 @@ async fn run_controller(
         .owns(deployments, children.clone())
         .owns(statefulsets, children.clone())
         .reconcile_on(members)
+        .trigger_backoff(mall_controllers::watch::backoff())
         .with_config(ControllerConfig::default().concurrency(concurrency).debounce(Duration::from_millis(50)));
     let served = ctx.served_locally().await.unwrap_or_default();
     if served.contains("clusters") {
@@ -297,11 +313,10 @@ async fn main() -> anyhow::Result<()> {
     if args.failover {
         tokio::spawn(failover::run(ctx.client.clone(), namespaces.clone(), shutdown.clone()));
     }
-    let controllers = futures::future::join_all(
-        namespaces
-            .into_iter()
-            .map(|ns| run_controller(ctx.clone(), ns, args.concurrency, shutdown.clone(), member_changes.clone())),
-    );
+    let controllers = futures::future::join_all(namespaces.into_iter().map(|ns| {
+        let metrics = operator_metrics.clone();
+        run_controller(ctx.clone(), ns, args.concurrency, shutdown.clone(), member_changes.clone(), metrics)
+    }));
     match election_task {
         Some(mut handle) => {
             tokio::select! {

@@ -8,6 +8,22 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// Reports that `check` did not run on this cluster and why, so it is never counted as passed:
+/// `SKIPPED check: why` on stdout and stderr, and appended to the file `MALL_E2E_SKIPPED` names
+/// (the kind workflow prints that list at the end of a run).
+pub fn skipped(check: &str, why: &str) {
+    let line = format!("SKIPPED {check}: {why}");
+    println!("{line}");
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os("MALL_E2E_SKIPPED") {
+        use std::io::Write as _;
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
+        if let Err(e) = file.and_then(|mut f| writeln!(f, "{line}")) {
+            panic!("cannot record the skipped check in {}: {e}", PathBuf::from(path).display());
+        }
+    }
+}
+
 /// A cluster with the Mall CRD and the composed third-party CRDs installed.
 pub struct Env {
     /// Admin client.
@@ -54,6 +70,15 @@ impl Env {
         }
         localcluster::install_crd_objects(&env.client, &crds, Duration::from_secs(60)).await.expect("CRDs install");
         env
+    }
+
+    /// The local control plane, for a check only it can make (its audit log, its processes);
+    /// on `MALL_E2E_KUBECONFIG` the check is reported as skipped by name ([`skipped`]).
+    pub fn local_only(&self, check: &str, why: &str) -> Option<&LocalCluster> {
+        if self.local.is_none() {
+            skipped(check, why);
+        }
+        self.local.as_ref()
     }
 
     /// Installs the third-party CRDs (CloudNativePG, its plugin, Gateway API, DNSEndpoint).

@@ -13,7 +13,7 @@ pub mod metrics_adapter;
 mod operator;
 pub use localcluster::prometheus;
 
-pub use env::{Env, apply_yaml, wait_until};
+pub use env::{Env, apply_yaml, skipped, wait_until};
 pub use operator::{OperatorProcess, install_operator_identity, operator_bin};
 
 use std::path::PathBuf;
@@ -21,6 +21,22 @@ use std::path::PathBuf;
 /// The repository root (parent of this crate).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Successful writes (HTTP status below 300) by `user` in the local control plane's audit log,
+/// oldest first, as `verb resource[/subresource] name`, with Lease renewals left out (the leader
+/// election's cost, not the Malls'). Panics when the log cannot be read.
+pub fn writes_by(cluster: &localcluster::LocalCluster, user: &str) -> Vec<String> {
+    localcluster::audit::read_events(&cluster.audit_log())
+        .unwrap_or_else(|e| panic!("reading the audit log of {}: {e}", cluster.name()))
+        .into_iter()
+        .filter(|e| e.user == user && e.code.is_some_and(|c| c < 300))
+        .filter(|e| e.resource.as_deref() != Some("leases"))
+        .map(|e| {
+            let sub = e.subresource.as_deref().map(|s| format!("/{s}")).unwrap_or_default();
+            format!("{} {}{sub} {}", e.verb, e.resource.as_deref().unwrap_or("?"), e.name.as_deref().unwrap_or("?"))
+        })
+        .collect()
 }
 
 /// Directory of the pinned tool binaries (see `localcluster::tools`).

@@ -162,6 +162,11 @@ impl OperatorProcess {
         None
     }
 
+    /// The whole `/metrics` text, or None when the endpoint does not answer.
+    pub fn metrics_text(&self) -> Option<String> {
+        http_get(self.metrics_port, "/metrics").map(|(_, text)| text)
+    }
+
     /// The value of a counter or gauge on `/metrics` (summed over label sets), or None when the
     /// endpoint does not answer.
     pub fn metric(&self, name: &str) -> Option<f64> {
@@ -181,7 +186,10 @@ impl OperatorProcess {
 
     /// The log so far.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        match std::fs::read(&self.log) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => format!("(cannot read {}: {e})", self.log.display()),
+        }
     }
 }
 

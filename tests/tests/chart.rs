@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use mall_e2e::{repo_root, tools_bin};
 use serde_json::Value;
@@ -89,6 +90,11 @@ fn check_objects(docs: &[Value]) -> Vec<String> {
             "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(doc)),
             "RoleBinding" => drop(typed::<RoleBinding>(doc)),
             "ServiceMonitor" => assert_eq!(doc["apiVersion"], "monitoring.coreos.com/v1"),
+            "PodDisruptionBudget" => {
+                let pdb: PodDisruptionBudget = typed(doc);
+                let spec = pdb.spec.unwrap();
+                assert!(spec.max_unavailable.is_some() && spec.selector.unwrap().match_labels.is_some());
+            }
             other => panic!("unexpected kind {other} in the chart"),
         }
         kinds.push(kind);
@@ -109,6 +115,7 @@ fn lints_strict_and_renders_with_defaults() {
             "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment",
+            "PodDisruptionBudget",
             "Role",
             "Role",
             "RoleBinding",
@@ -117,6 +124,41 @@ fn lints_strict_and_renders_with_defaults() {
             "ServiceAccount"
         ]
     );
+}
+
+/// Two replicas by default: a PodDisruptionBudget leaving one, spread over nodes as a
+/// preference; one replica: neither. The security contexts are values, replaced whole.
+#[test]
+fn replicas_get_a_disruption_budget_and_spread_and_security_is_overridable() {
+    let docs = render(&[]);
+    let pdb = docs.iter().find(|d| d["kind"] == "PodDisruptionBudget").expect("a PDB with 2 replicas");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    let deploy = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let pod = &deploy["spec"]["template"]["spec"];
+    let spread = &pod["topologySpreadConstraints"][0];
+    assert_eq!(spread["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(spread["whenUnsatisfiable"], "ScheduleAnyway");
+    assert_eq!(spread["labelSelector"]["matchLabels"], deploy["spec"]["selector"]["matchLabels"]);
+    assert_eq!(pdb["spec"]["selector"]["matchLabels"], deploy["spec"]["selector"]["matchLabels"]);
+
+    let docs = render(&["--set", "replicaCount=1"]);
+    assert!(!docs.iter().any(|d| d["kind"] == "PodDisruptionBudget"), "a PDB for one replica blocks every drain");
+    let deploy = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    assert!(deploy["spec"]["template"]["spec"].get("topologySpreadConstraints").is_none());
+
+    let docs =
+        render(&["--set", "podSecurityContext.runAsUser=1000700000", "--set", "podSecurityContext.fsGroup=1000700000"]);
+    let deploy = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let psc = &deploy["spec"]["template"]["spec"]["securityContext"];
+    assert_eq!((psc["runAsUser"].as_i64(), psc["fsGroup"].as_i64()), (Some(1_000_700_000), Some(1_000_700_000)));
+    assert_eq!(psc["runAsNonRoot"], true, "the rest of the default is kept by --set");
+    let out = Command::new(tools_bin().join("helm"))
+        .args(["template", "mall", "mall-operator", "--kube-version", "1.36.3"])
+        .args(["--set", "topologySpread.whenUnsatisfiable=Sometimes"])
+        .current_dir(repo_root().join("charts"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("whenUnsatisfiable"));
 }
 
 #[test]

@@ -126,7 +126,10 @@ async fn ready(deployments: &Api<Deployment>, name: &str, n: i32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn real_hpa_agrees_with_the_simulated_hpa() {
     if std::env::var_os("MALL_E2E_KUBECONFIG").is_some() {
-        eprintln!("skipped on MALL_E2E_KUBECONFIG: the test sets kube-controller-manager flags");
+        mall_e2e::skipped(
+            "real HPA agrees with the simulated HPA",
+            "it sets kube-controller-manager flags of the local control plane",
+        );
         return;
     }
     // One sync whose metric fetch fails or lands late on a loaded machine makes the real HPA

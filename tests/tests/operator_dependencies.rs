@@ -15,7 +15,10 @@ const NS: &str = "deps";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn missing_cloudnative_pg_is_reported_then_picked_up() {
     if std::env::var_os("MALL_E2E_KUBECONFIG").is_some() {
-        eprintln!("skipped on MALL_E2E_KUBECONFIG: the test needs a cluster without CloudNativePG");
+        mall_e2e::skipped(
+            "missing CloudNativePG is reported then picked up",
+            "it needs a cluster without CloudNativePG",
+        );
         return;
     }
     let env = Env::start_with("operator-deps", 14, false).await;

@@ -1,6 +1,7 @@
 //! The operator under failure: two replicas (only the Lease holder writes; the standby takes
-//! over when the leader dies), and an operator killed at random moments while Malls are
-//! created, changed and deleted (no orphaned or duplicated child afterwards).
+//! over when the leader dies), and an operator SIGKILLed 50 times at seeded random moments while
+//! Malls are created, changed and deleted (no orphaned or duplicated child afterwards, and every
+//! child holds exactly what a clean run writes).
 
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use localcluster::{CnpgSimulator, SimulatorOptions, audit};
@@ -32,7 +33,8 @@ fn ready(m: &Mall) -> bool {
 fn writes_by_agent(env: &Env) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     let Some(cluster) = &env.local else { return out };
-    for e in audit::read_events(&cluster.audit_log()).unwrap_or_default() {
+    let events = audit::read_events(&cluster.audit_log()).unwrap_or_else(|e| panic!("reading the audit log: {e}"));
+    for e in events {
         if e.user == USER && e.code.is_some_and(|c| c < 300) && e.resource.as_deref() != Some("leases") {
             *out.entry(e.user_agent.unwrap_or_default()).or_default() += 1;
         }
@@ -61,7 +63,10 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     wait_until("Mall leader Ready", Duration::from_secs(90), || async { malls.get("leader").await.ok().filter(ready) })
         .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    if env.local.is_some() {
+    if env
+        .local_only("HA: only the leader writes", "it attributes writes from the local control plane's audit log")
+        .is_some()
+    {
         let writers = writes_by_agent(&env);
         assert_eq!(writers.len(), 1, "only one replica may write: {writers:?}");
         assert!(writers.keys().all(|a| a.contains("(alpha)")), "{writers:?}");
@@ -77,7 +82,13 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     .await;
     let lease = leases.get("mall-operator").await.unwrap();
     assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("beta"));
-    if env.local.is_some() {
+    if env
+        .local_only(
+            "HA: the standby writes after taking over",
+            "it attributes writes from the local control plane's audit log",
+        )
+        .is_some()
+    {
         let writers = writes_by_agent(&env);
         assert!(writers.keys().any(|a| a.contains("(beta)")), "beta never wrote: {writers:?}");
     }
@@ -98,15 +109,37 @@ impl Rng {
     }
 }
 
+/// Kill rounds: the operator is SIGKILLed this many times at seeded random moments.
+const ROUNDS: u64 = 50;
+
+/// The first path where `live` lacks a field of `desired` or differs from it (`None`: `live`
+/// holds everything `desired` sets, as a clean run's server-side apply leaves it).
+fn first_difference(desired: &Value, live: &Value, path: &str) -> Option<String> {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => d.iter().find_map(|(k, v)| match l.get(k) {
+            Some(lv) => first_difference(v, lv, &format!("{path}.{k}")),
+            None if v.is_null() => None,
+            None => Some(format!("{path}.{k}: missing (want {v})")),
+        }),
+        (Value::Array(d), Value::Array(l)) if d.len() == l.len() => {
+            d.iter().zip(l).enumerate().find_map(|(i, (dv, lv))| first_difference(dv, lv, &format!("{path}[{i}]")))
+        }
+        _ if desired == live => None,
+        _ => Some(format!("{path}: {live} (want {desired})")),
+    }
+}
+
 /// Children of `mall` as `Kind/name`, by label.
 async fn children(client: &kube::Client, mall: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let selector = format!("app.kubernetes.io/managed-by=mall-operator,mallctl.io/mall={mall}");
     for kind in MANAGED {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &kind.api_resource());
-        if let Ok(list) = api.list(&ListParams::default().labels(&selector)).await {
-            out.extend(list.items.into_iter().filter_map(|o| Some(format!("{}/{}", kind.kind, o.metadata.name?))));
-        }
+        let list = api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .unwrap_or_else(|e| panic!("listing {} of {mall}: {e}", kind.kind));
+        out.extend(list.items.into_iter().filter_map(|o| Some(format!("{}/{}", kind.kind, o.metadata.name?))));
     }
     out
 }
@@ -122,7 +155,7 @@ async fn killed_at_random_moments_leaves_no_orphan_or_duplicate() {
     let mut rng = Rng(seed);
     let mut images: BTreeMap<String, String> = BTreeMap::new();
     let log = dir.path().join("operator.log");
-    for round in 0..20 {
+    for round in 0..ROUNDS {
         let mut op = OperatorProcess::spawn(&kubeconfig, &log, &["--no-leader-election"]);
         let name = format!("m{}", rng.below(5));
         match (images.contains_key(&name), rng.below(3)) {
@@ -165,6 +198,22 @@ async fn killed_at_random_moments_leaves_no_orphan_or_duplicate() {
             (children(&env.client, name).await == expected).then_some(())
         })
         .await;
+        // Every child holds exactly what a clean run writes (the built object, field by field,
+        // with the cache password the operator generated once and keeps).
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.client.clone(), NS);
+        let connection = secrets.get(&format!("{name}-cache-connection")).await.unwrap();
+        let password = connection.data.unwrap()["CACHE_PASSWORD"].0.clone();
+        let password = mall_controllers::build::cache::CacheSecrets::new(String::from_utf8(password).unwrap()).unwrap();
+        let built = mall_controllers::build::children_with(&live, &|_| password.clone()).unwrap();
+        for desired in built.iter().map(|c| c.to_value().unwrap()) {
+            let kind = MANAGED.iter().find(|k| k.kind == desired["kind"]).expect("a managed kind");
+            let api: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), NS, &kind.api_resource());
+            let child = desired["metadata"]["name"].as_str().unwrap();
+            let got = serde_json::to_value(api.get(child).await.unwrap()).unwrap();
+            if let Some(diff) = first_difference(&desired, &got, &format!("{}/{child}", kind.kind)) {
+                panic!("{name} after {ROUNDS} kills (seed {seed:#x}) differs from a clean run at {diff}");
+            }
+        }
         let d: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(env.client.clone(), NS);
         let deployed = d.get(&format!("{name}-storefront")).await.unwrap();
         let got = deployed.spec.unwrap().template.spec.unwrap().containers[0].image.clone();

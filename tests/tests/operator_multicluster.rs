@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use localcluster::members::{install_member_identity, put_kubeconfig_secret};
-use localcluster::{CnpgSimulator, SimulatorOptions, audit};
+use localcluster::{CnpgSimulator, SimulatorOptions};
 use mall_crds::Mall;
 use mall_e2e::{Env, OperatorProcess, apply_yaml, install_operator_identity, repo_root, wait_until};
 use serde_json::{Value, json};
@@ -117,14 +117,9 @@ async fn managed(client: &kube::Client, namespace: &str) -> Vec<String> {
 
 /// Successful writes by the operator's identities in `env`'s audit log (Leases apart).
 fn writes(env: &Env) -> Vec<String> {
-    let cluster = env.local.as_ref().expect("a local control plane");
-    audit::read_events(&cluster.audit_log())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e.user == OPERATOR_USER && e.code.is_some_and(|c| c < 300))
-        .filter(|e| e.resource.as_deref() != Some("leases") && e.resource.as_deref() != Some("events"))
-        .map(|e| format!("{} {} {}", e.verb, e.resource.unwrap_or_default(), e.name.unwrap_or_default()))
-        .collect()
+    let mut writes = mall_e2e::writes_by(env.local.as_ref().expect("a local control plane"), OPERATOR_USER);
+    writes.retain(|w| !w.contains(" events "));
+    writes
 }
 
 async fn connect(hub: &Env, member: &Env, secret: &str) {

@@ -166,7 +166,7 @@ impl ChildStores {
             }
         };
         let task = tokio::spawn(async move {
-            let mut events = std::pin::pin!(watcher(api, config).default_backoff().modify(slim));
+            let mut events = std::pin::pin!(watcher(api, config).backoff(crate::watch::backoff()).modify(slim));
             let mut relisting: Option<Index> = None;
             while let Some(event) = events.next().await {
                 let event = match event {
