@@ -9,6 +9,7 @@
 pub mod bench;
 mod env;
 pub mod image;
+pub mod leaks;
 pub mod metrics_adapter;
 mod operator;
 pub use localcluster::prometheus;

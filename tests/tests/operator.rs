@@ -126,6 +126,31 @@ async fn examples_converge_cost_nothing_when_converged_and_clean_up() {
             .any(|c| c.type_ == "ReplicaFailure" && c.status == "True");
         assert!(!failed, "Deployment {name} has ReplicaFailure");
     }
+    // No Secret value (cache passwords, connection URLs) in the operator's log, Events, the
+    // Malls' status or ConfigMaps.
+    let (leaks, looked_for) = mall_e2e::leaks::secret_leaks(&env.client, &[NS, OPERATOR_NS], &op.log_text()).await;
+    println!("secret scan: {looked_for} Secret values looked for in the operator log, Events, status and ConfigMaps");
+    assert!(looked_for >= 3, "the scan found too few Secret values to look for ({looked_for})");
+    assert!(leaks.is_empty(), "Secret values leaked: {leaks:#?}");
+    // The scan sees a leak when there is one: a ConfigMap holding a managed Secret's value.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.client.clone(), NS);
+    let managed =
+        secrets.list(&ListParams::default().labels("app.kubernetes.io/managed-by=mall-operator")).await.unwrap();
+    let value = managed
+        .items
+        .iter()
+        .flat_map(|s| s.data.clone().unwrap_or_default().into_values())
+        .filter_map(|v| String::from_utf8(v.0).ok())
+        .find(|v| v.len() >= 12)
+        .expect("a managed Secret value");
+    let probe = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "leak-probe", "namespace": NS},
+        "data": {"note": format!("copied by hand: {value}")}});
+    apply_yaml(&env.client, Some(NS), &[probe]).await;
+    let (leaks, _) = mall_e2e::leaks::secret_leaks(&env.client, &[NS], "").await;
+    assert!(leaks.iter().any(|l| l.ends_with("appears in ConfigMap shop/leak-probe")), "{leaks:#?}");
+    assert!(!leaks.iter().any(|l| l.contains(&value)), "a leak report must not print the value");
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(env.client.clone(), NS);
+    maps.delete("leak-probe", &DeleteParams::default()).await.unwrap();
     let statefulsets: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(env.client.clone(), NS);
     let sts = statefulsets.list(&Default::default()).await.unwrap();
     assert!(!sts.items.is_empty(), "the cache tier has StatefulSets");

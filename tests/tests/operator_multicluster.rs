@@ -325,8 +325,18 @@ async fn one_mall_spans_three_clusters() {
         others.get_opt("global-shop").await.unwrap().is_none().then_some(())
     })
     .await;
+    // The operator publishes the Event once the finalizer is off, so it may land just after the
+    // Mall is gone.
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(hub.client.clone(), "other");
-    let reasons: Vec<String> =
-        events.list(&ListParams::default()).await.expect("events").items.into_iter().filter_map(|e| e.reason).collect();
-    assert!(reasons.iter().any(|r| r == "ReleasedUnreachableMembers"), "events: {reasons:?}");
+    let reasons = || async {
+        let list = events.list(&ListParams::default()).await.expect("events");
+        list.items.into_iter().filter_map(|e| e.reason).collect::<Vec<String>>()
+    };
+    let released = tokio::time::timeout(Duration::from_secs(15), async {
+        while !reasons().await.iter().any(|r| r == "ReleasedUnreachableMembers") {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(released.is_ok(), "no ReleasedUnreachableMembers Event; events: {:?}", reasons().await);
 }
