@@ -142,6 +142,28 @@ impl OperatorProcess {
         self.child.id()
     }
 
+    /// `running`, or how the process ended (exit code or signal), for failure messages.
+    pub fn state(&mut self) -> String {
+        match self.child.try_wait() {
+            Ok(None) => "running".into(),
+            Ok(Some(status)) => format!("ended: {status}"),
+            Err(e) => format!("unknown ({e})"),
+        }
+    }
+
+    /// Waits until `/readyz` answers 200 (the API server answered and, with leader election, the
+    /// Lease is held), at most `timeout`; panics with the process state and its log otherwise.
+    pub fn wait_ready(&mut self, timeout: std::time::Duration) {
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            if self.readyz() == Some(200) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the operator is not ready after {timeout:?} ({}); its log:\n{}", self.state(), self.log_text());
+    }
+
     /// Sends SIGKILL and waits.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

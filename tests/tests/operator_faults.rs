@@ -41,7 +41,7 @@ async fn converged(
     namespace: &str,
     names: &[&str],
     image: &str,
-    op: &OperatorProcess,
+    op: &mut OperatorProcess,
 ) -> Duration {
     let start = Instant::now();
     let malls: Api<Mall> = Api::namespaced(client.clone(), namespace);
@@ -62,7 +62,8 @@ async fn converged(
             let log = op.log_text();
             let lines: Vec<&str> = log.lines().collect();
             panic!(
-                "{what}: timed out; status: {status:#?}\noperator log tail:\n{}",
+                "{what}: timed out; status: {status:#?}\noperator ({}) log tail:\n{}",
+                op.state(),
                 lines[lines.len().saturating_sub(30)..].join("\n")
             );
         }
@@ -84,11 +85,13 @@ async fn a_minute_of_failing_and_slow_api_calls_converges_then_costs_nothing() {
     let proxy = local.fault_proxy().await.expect("fault proxy");
     let through_proxy = local.proxied_kubeconfig(&proxy, &token).expect("proxied kubeconfig");
     let _sim = CnpgSimulator::spawn(env.client.clone(), SimulatorOptions::default());
-    let op = OperatorProcess::spawn(
+    let mut op = OperatorProcess::spawn(
         &through_proxy,
         &dir.path().join("operator.log"),
         &["--leader-election-namespace", OPERATOR_NS],
     );
+    // The faults are about an operator at work, not its start-up (which fails fast on purpose).
+    op.wait_ready(Duration::from_secs(60));
 
     // A minute of faults: 10 % answered 500, 10 % 429, half of the rest delayed 300 ms.
     proxy.set_rules(vec![
@@ -124,7 +127,7 @@ async fn a_minute_of_failing_and_slow_api_calls_converges_then_costs_nothing() {
     }
     let stats = proxy.stats();
     proxy.clear();
-    let took = converged(&env.client, NS, &names, "shop:2", &op).await;
+    let took = converged(&env.client, NS, &names, "shop:2", &mut op).await;
     println!(
         "api faults: {} operator requests in 60 s ({} answered 500/429, {} delayed), max {max_rate} req/s; \
          3 Malls converged {:.1} s after the faults stopped",
@@ -169,7 +172,7 @@ async fn the_control_plane_killed_and_restarted_while_malls_change_reconverges()
     for name in ["r0", "r1", "r2"] {
         apply_yaml(&env.client, Some(NS), &[mall(NS, name, "shop:1")]).await;
     }
-    converged(&env.client, NS, &["r0", "r1", "r2"], "shop:1", &op).await;
+    converged(&env.client, NS, &["r0", "r1", "r2"], "shop:1", &mut op).await;
 
     // An edit lands, and the control plane dies at once (mid-reconcile).
     apply_yaml(&env.client, Some(NS), &[mall(NS, "r0", "shop:2")]).await;
@@ -184,7 +187,7 @@ async fn the_control_plane_killed_and_restarted_while_malls_change_reconverges()
     apply_yaml(&client, Some(NS), &[mall(NS, "r1", "shop:2")]).await;
     Api::<Mall>::namespaced(client.clone(), NS).delete("r2", &DeleteParams::background()).await.expect("delete r2");
 
-    let took = converged(&client, NS, &["r0", "r1"], "shop:2", &op).await;
+    let took = converged(&client, NS, &["r0", "r1"], "shop:2", &mut op).await;
     let selector = "app.kubernetes.io/managed-by=mall-operator,mallctl.io/mall=r2";
     wait_until("the children of r2 to be gone", Duration::from_secs(90), || async {
         let d: Api<Deployment> = Api::namespaced(client.clone(), NS);
@@ -207,13 +210,13 @@ async fn a_second_field_manager_loses_the_operators_fields_and_keeps_its_own() {
     let kubeconfig = install_operator_identity(&env, OPERATOR_NS, &[NS], dir.path()).await;
     env.namespace(NS, &[]).await;
     let _sim = CnpgSimulator::spawn(env.client.clone(), SimulatorOptions::default());
-    let op = OperatorProcess::spawn(
+    let mut op = OperatorProcess::spawn(
         &kubeconfig,
         &dir.path().join("operator.log"),
         &["--leader-election-namespace", OPERATOR_NS],
     );
     apply_yaml(&env.client, Some(NS), &[mall(NS, "shop", "shop:1")]).await;
-    converged(&env.client, NS, &["shop"], "shop:1", &op).await;
+    converged(&env.client, NS, &["shop"], "shop:1", &mut op).await;
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
     let writes_before = env.local.as_ref().map(|l| writes_by(l, USER).len());
 
