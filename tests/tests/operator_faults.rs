@@ -151,6 +151,14 @@ async fn a_minute_of_failing_and_slow_api_calls_converges_then_costs_nothing() {
     assert!(idle.is_empty(), "writes in the idle minute: {idle:#?}");
 }
 
+/// The operator under the chart's identity in `env`, its Malls in `namespace`, with the
+/// CloudNativePG status simulator; its log in `dir`.
+async fn operator(env: &Env, namespace: &str, dir: &std::path::Path) -> OperatorProcess {
+    let kubeconfig = install_operator_identity(env, OPERATOR_NS, &[namespace], dir).await;
+    env.namespace(namespace, &[]).await;
+    OperatorProcess::spawn(&kubeconfig, &dir.join("operator.log"), &["--leader-election-namespace", OPERATOR_NS])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_control_plane_killed_and_restarted_while_malls_change_reconverges() {
     const NS: &str = "restart";
@@ -159,15 +167,9 @@ async fn the_control_plane_killed_and_restarted_while_malls_change_reconverges()
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = install_operator_identity(&env, OPERATOR_NS, &[NS], dir.path()).await;
-    env.namespace(NS, &[]).await;
     // The simulator's watches reconnect after the restart, as CloudNativePG's would.
     let _sim = CnpgSimulator::spawn(env.client.clone(), SimulatorOptions::default());
-    let mut op = OperatorProcess::spawn(
-        &kubeconfig,
-        &dir.path().join("operator.log"),
-        &["--leader-election-namespace", OPERATOR_NS],
-    );
+    let mut op = operator(&env, NS, dir.path()).await;
     let pid = op.id();
     for name in ["r0", "r1", "r2"] {
         apply_yaml(&env.client, Some(NS), &[mall(NS, name, "shop:1")]).await;
@@ -207,14 +209,8 @@ async fn a_second_field_manager_loses_the_operators_fields_and_keeps_its_own() {
     const NS: &str = "fight";
     let env = Env::start("operator-fight", 2).await;
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = install_operator_identity(&env, OPERATOR_NS, &[NS], dir.path()).await;
-    env.namespace(NS, &[]).await;
     let _sim = CnpgSimulator::spawn(env.client.clone(), SimulatorOptions::default());
-    let mut op = OperatorProcess::spawn(
-        &kubeconfig,
-        &dir.path().join("operator.log"),
-        &["--leader-election-namespace", OPERATOR_NS],
-    );
+    let mut op = operator(&env, NS, dir.path()).await;
     apply_yaml(&env.client, Some(NS), &[mall(NS, "shop", "shop:1")]).await;
     converged(&env.client, NS, &["shop"], "shop:1", &mut op).await;
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
